@@ -1,0 +1,1 @@
+"""Homework: home exercise programs for clinics."""
