@@ -20,7 +20,7 @@ from .clock import utcnow
 from .config import Settings
 from .db import Database, migrate
 from .errors import AppError
-from .routes import api, pages
+from .routes import api, pages, patient_api
 from .security import CookieSigner, CrossOriginProtection
 from .web import (
     STATIC_DIR,
@@ -59,6 +59,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 
     routes = [
         *api.routes,
+        *patient_api.routes,
         *pages.routes,
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

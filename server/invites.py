@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import segno
 
 from .clock import iso
-from .db import Database
+from .db import Database, Transaction
 from .security import code_hash, new_code, new_token, token_hash
 
 LIFETIME = timedelta(days=7)
@@ -51,19 +51,24 @@ async def create(db: Database, patient_id: int, *, base_url: str, secret_key: st
 
 async def redeem(db: Database, *, token: str | None = None, code: str | None = None, secret_key: str, now: datetime) -> int | None:
     """Use up a valid invite by link token or code and return its patient id; None when invalid, used or expired."""
+    async with db.transaction() as tx:
+        return await consume(tx, token=token, code=code, secret_key=secret_key, now=now)
+
+
+async def consume(tx: Transaction, *, token: str | None, code: str | None, secret_key: str, now: datetime) -> int | None:
+    """Mark the invite used inside the caller's transaction (so joining is all or nothing)."""
     if token is not None:
         column, value = "token_hash", token_hash(token)
     elif code is not None:
         column, value = "code_hash", code_hash(code, secret_key)
     else:
         return None
-    async with db.transaction() as tx:
-        row = await tx.fetchone(
-            f"SELECT i.id, i.patient_id FROM invites i JOIN patients p ON p.id = i.patient_id"
-            f" WHERE i.{column} = ? AND i.used_at IS NULL AND i.expires_at > ? AND p.archived = 0",
-            (value, iso(now)),
-        )
-        if row is None:
-            return None
-        await tx.execute("UPDATE invites SET used_at = ? WHERE id = ?", (iso(now), row["id"]))
-        return int(row["patient_id"])
+    row = await tx.fetchone(
+        f"SELECT i.id, i.patient_id FROM invites i JOIN patients p ON p.id = i.patient_id"
+        f" WHERE i.{column} = ? AND i.used_at IS NULL AND i.expires_at > ? AND p.archived = 0",
+        (value, iso(now)),
+    )
+    if row is None:
+        return None
+    await tx.execute("UPDATE invites SET used_at = ? WHERE id = ?", (iso(now), row["id"]))
+    return int(row["patient_id"])

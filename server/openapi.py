@@ -63,6 +63,16 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str | None]] = {
     ("PATCH", "/api/patients/{id}"): ("Change a patient", "PatientPatch"),
     ("DELETE", "/api/patients/{id}"): ("Archive a patient", None),
     ("POST", "/api/patients/{id}/invites"): ("Create an invite link and code", None),
+    ("GET", "/api/patients/{id}/devices"): ("List a patient's devices (last seen)", None),
+    ("DELETE", "/api/patients/{id}/devices/{device_id}"): ("Revoke a device", None),
+    ("POST", "/api/join"): ("Join with the invite code; sets the device cookie", "JoinCode"),
+    ("GET", "/api/me"): ("The signed-in patient", None),
+    ("PATCH", "/api/me"): ("Change the patient's time zone", None),
+    ("DELETE", "/api/me/device"): ("Sign this device out", None),
+    ("GET", "/api/me/today"): ("Today's slots in the patient's zone", None),
+    ("GET", "/api/me/assignments/{id}"): ("An assigned routine in full", None),
+    ("POST", "/api/me/completions"): ("Record a completion (idempotent by client_id)", "Completion"),
+    ("GET", "/api/me/history"): ("The last days (days=28): done per day and pain", None),
     ("GET", "/api/patients/{id}/assignments"): ("List a patient's assignments", None),
     ("POST", "/api/patients/{id}/assignments"): ("Assign a routine (copied as it is now)", "Assignment"),
     ("DELETE", "/api/assignments/{id}"): ("End an assignment now", None),
@@ -89,8 +99,9 @@ def build(routes: list[BaseRoute], extra: dict[tuple[str, str], tuple[str, str |
             }
             if body:
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
-            if "{id}" in route.path:
-                op["parameters"] = [{"name": "id", "in": "path", "required": True, "schema": _int}]
+            params = [p for p in ("id", "device_id") if "{" + p + "}" in route.path]
+            if params:
+                op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": _int} for p in params]
             paths.setdefault(route.path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

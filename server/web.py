@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import practitioners
+from . import devices, practitioners
 from .config import Settings
 from .db import Database
 from .errors import AppError, NotFound, PayloadTooLarge, Unauthorized
+from .devices import Me
 from .practitioners import Practitioner
 from .security import CookieSigner
 from .validate import Input, parse_json
@@ -235,3 +236,24 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# --- patient authentication ---------------------------------------------------------------
+
+async def current_patient(request: Request) -> Me:
+    """The patient behind the device cookie; Unauthorized when missing, revoked or archived."""
+    cached = getattr(request.state, "me", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    c = ctx(request)
+    token = c.device_signer.unsign(request.cookies.get(devices.COOKIE))
+    me = await devices.authenticate(c.db, token, now=c.now()) if token else None
+    if me is None:
+        raise Unauthorized("This phone is not signed in. Open your clinic's invite link or enter your code.")
+    request.state.me = me
+    return me
+
+
+def client_address(request: Request) -> str:
+    # uvicorn's proxy_headers has already replaced this with X-Forwarded-For from a trusted proxy.
+    return request.client.host if request.client else "unknown"

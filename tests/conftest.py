@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from server import practitioners
+from server import devices, practitioners
 from server.app import create_app
 from server.config import Settings
 from server.web import SESSION_COOKIE, Context
@@ -93,6 +93,20 @@ class Harness:
             **overrides,
         }
         return self.post(who, f"/api/patients/{patient_id}/assignments", body)  # type: ignore[no-any-return]
+
+
+    def join(self, who: dict[str, Any], patient_id: int) -> str:
+        """Join as the patient's phone; return the device cookie header value."""
+        invite = self.post(who, f"/api/patients/{patient_id}/invites", {})
+        token = invite["url"].rsplit("/", 1)[1]
+        joined = self.run(devices.join, self.ctx.db, token=token, label="test phone",
+                          secret_key=self.ctx.settings.secret_key, now=self.ctx.now())
+        assert joined is not None
+        return f"{devices.COOKIE}={self.ctx.device_signer.sign(joined[1])}"
+
+    def device(self, who: dict[str, Any], patient_id: int) -> int:
+        self.join(who, patient_id)
+        return int(self.run(self.ctx.db.fetchval, "SELECT max(id) FROM devices WHERE patient_id = ?", (patient_id,)))
 
 
 @pytest.fixture

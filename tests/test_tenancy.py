@@ -28,6 +28,8 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("PATCH", "/api/patients/{patient}", {"name": "New name"}),
     ("DELETE", "/api/patients/{patient}", None),
     ("POST", "/api/patients/{patient}/invites", {}),
+    ("GET", "/api/patients/{patient}/devices", None),
+    ("DELETE", "/api/patients/{patient}/devices/{device}", None),
     ("GET", "/api/patients/{patient}/assignments", None),
     ("POST", "/api/patients/{patient}/assignments", "assignment"),
     ("DELETE", "/api/assignments/{assignment}", None),
@@ -39,6 +41,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/patients/{patient}", None),
     ("POST", "/patients/{patient}", {"action": "save", "name": "N"}),
     ("POST", "/patients/{patient}/invite", {}),
+    ("POST", "/patients/{patient}/devices/{device}/revoke", {}),
     ("POST", "/patients/{patient}/sessions", {"date": "2026-03-01"}),
     ("GET", "/patients/{patient}/assign", None),
     ("POST", "/patients/{patient}/assign", "assignment"),
@@ -54,7 +57,7 @@ ROUTES: list[tuple[str, str, Any]] = [
 # Routes that are public or belong to the patient side (tested in their own files).
 NOT_PRACTITIONER = ("/api/auth/", "/login", "/logout", "/static", "/openapi.json", "/api/me", "/api/join",
                     "/join/", "/app", "/manifest.webmanifest", "/sw.js", "/api/push/public-key", "/healthz")
-OWNED = ("{patient}", "{routine}", "{assignment}")
+OWNED = ("{patient}", "{routine}", "{assignment}", "{device}")
 
 
 def test_every_practitioner_route_is_in_the_matrix(harness: Harness) -> None:
@@ -62,10 +65,10 @@ def test_every_practitioner_route_is_in_the_matrix(harness: Harness) -> None:
     for route in harness.client.app.routes:
         if not isinstance(route, Route) or route.path.startswith(NOT_PRACTITIONER):
             continue
-        path = route.path.replace("{id}", "{x}")
+        path = route.path.replace("{id}", "{x}").replace("{device_id}", "{x}")
         for method in route.methods - {"HEAD"}:
             assert any(m == method and p.replace("{patient}", "{x}").replace("{routine}", "{x}")
-                       .replace("{assignment}", "{x}") == path for m, p in listed), (method, route.path)
+                       .replace("{assignment}", "{x}").replace("{device}", "{x}") == path for m, p in listed), (method, route.path)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
@@ -75,9 +78,10 @@ def test_matrix(harness: Harness, method: str, path: str, body: Any) -> None:
     patient = harness.patient(x, name="Xanthe Quill")
     routine = harness.routine(x, name="Xylophone routine")
     assignment = harness.assignment(x, patient["id"], routine["id"])
+    device = harness.device(x, patient["id"])
     if body == "assignment":
         body = {"routine_id": routine["id"], "start_date": "2026-03-02", "days": ["mon"], "times": ["08:00"]}
-    url = path.format(patient=patient["id"], routine=routine["id"], assignment=assignment["id"])
+    url = path.format(patient=patient["id"], routine=routine["id"], assignment=assignment["id"], device=device)
     api = path.startswith("/api/")
 
     def call(headers: dict[str, str]) -> Any:
@@ -98,7 +102,7 @@ def test_matrix(harness: Harness, method: str, path: str, body: Any) -> None:
         other = call(who)
         if owns_object:
             assert other.status_code == 404, other.text
-            unknown = harness.client.request(method, path.format(patient=999999, routine=999999, assignment=999999),
+            unknown = harness.client.request(method, path.format(patient=999999, routine=999999, assignment=999999, device=999999),
                                              headers=who, follow_redirects=False,
                                              **({"json" if api else "data": body} if body is not None else {}))
             assert unknown.status_code == 404

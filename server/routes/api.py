@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import assignments, clinic_sessions, exercises, invites, patients, practitioners, routines
+from .. import assignments, clinic_sessions, devices, exercises, invites, patients, practitioners, routines
 from ..validate import SIDES, Input
 from ..web import SESSION_COOKIE, ctx, current_practitioner, json, no_content, path_id, read_json, set_cookie
 
@@ -229,6 +229,22 @@ async def create_invite(request: Request) -> Response:
     return json(invite.public(), status=201)
 
 
+async def list_devices(request: Request) -> Response:
+    me = await current_practitioner(request)
+    c = ctx(request)
+    patient = await patients.get(c.db, me.id, path_id(request))
+    found = await devices.list_for_patient(c.db, patient.id)
+    return json({"devices": [d.public() for d in found]})
+
+
+async def revoke_device(request: Request) -> Response:
+    me = await current_practitioner(request)
+    c = ctx(request)
+    patient = await patients.get(c.db, me.id, path_id(request))
+    await devices.revoke(c.db, patient.id, path_id(request, "device_id"), now=c.now())
+    return no_content()
+
+
 # --- assignments --------------------------------------------------------------------------
 
 def assignment_fields(data: Input) -> dict[str, Any]:
@@ -308,6 +324,8 @@ routes = [
     Route("/api/patients/{id}", patch_patient, methods=["PATCH"]),
     Route("/api/patients/{id}", archive_patient, methods=["DELETE"]),
     Route("/api/patients/{id}/invites", create_invite, methods=["POST"]),
+    Route("/api/patients/{id}/devices", list_devices, methods=["GET"]),
+    Route("/api/patients/{id}/devices/{device_id}", revoke_device, methods=["DELETE"]),
     Route("/api/patients/{id}/assignments", list_assignments, methods=["GET"]),
     Route("/api/patients/{id}/assignments", create_assignment, methods=["POST"]),
     Route("/api/assignments/{id}", end_assignment, methods=["DELETE"]),

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import assignments, clinic_sessions, exercises, invites, patients, practitioners, routines
+from .. import assignments, clinic_sessions, devices, exercises, invites, patients, practitioners, routines
 from ..clock import local_date
 from ..errors import BadRequest, TooManyRequests, Unauthorized
 from ..validate import DAYS, SIDES
@@ -116,6 +116,7 @@ async def patient_detail(request: Request, extra: dict[str, Any] | None = None, 
         "patient": patient,
         "assignments": await assignments.list_for_patient(c.db, me.id, patient.id),
         "sessions": await clinic_sessions.list_for(c.db, patient.id),
+        "devices": await devices.list_for_patient(c.db, patient.id),
         "today": local_date(c.now(), patient.timezone).isoformat(),
         "errors": {},
         "invite": None,
@@ -151,6 +152,14 @@ async def invite_create(request: Request) -> Response:
     )
     # Shown once, on this response only: the token and code are not stored in the clear.
     return await patient_detail(request, {"invite": invite})
+
+
+async def device_revoke(request: Request) -> Response:
+    me = await current_practitioner(request)
+    c = ctx(request)
+    patient = await patients.get(c.db, me.id, path_id(request))
+    await devices.revoke(c.db, patient.id, path_id(request, "device_id"), now=c.now())
+    return redirect(f"/patients/{patient.id}#app-h")
 
 
 async def session_create(request: Request) -> Response:
@@ -340,6 +349,7 @@ routes = [
     Route("/patients/{id}", patient_detail, methods=["GET"]),
     Route("/patients/{id}", patient_update, methods=["POST"]),
     Route("/patients/{id}/invite", invite_create, methods=["POST"]),
+    Route("/patients/{id}/devices/{device_id}/revoke", device_revoke, methods=["POST"]),
     Route("/patients/{id}/sessions", session_create, methods=["POST"]),
     Route("/patients/{id}/assign", assign_form, methods=["GET"]),
     Route("/patients/{id}/assign", assign_submit, methods=["POST"]),

@@ -1,0 +1,118 @@
+"""Patients' devices: joining with an invite, the device cookie behind it, and revoking it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from . import invites, ratelimit
+from .clock import iso, parse_iso
+from .db import Database
+from .errors import NotFound
+from .security import new_token, token_hash
+
+COOKIE = "hw_device"
+COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+CODE_LIMIT = 10
+CODE_WINDOW = timedelta(minutes=15)
+# Writing last_seen on every request would make every read a write.
+SEEN_PRECISION = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    label: str
+    created_at: str
+    last_seen_at: str
+    revoked_at: str | None
+
+    def public(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Me:
+    """The patient behind a device cookie."""
+
+    device_id: int
+    patient_id: int
+    name: str
+    timezone: str
+    joined_at: str | None
+    practitioner_id: int
+
+
+def label_for(user_agent: str) -> str:
+    """A short, coarse device label ("iPhone · Safari"); the full user agent is not kept."""
+    ua = user_agent or ""
+    system = next((name for pattern, name in (
+        (r"iPhone", "iPhone"), (r"iPad", "iPad"), (r"Android", "Android"), (r"Windows", "Windows"),
+        (r"Mac OS X|Macintosh", "Mac"), (r"CrOS", "ChromeOS"), (r"Linux", "Linux"),
+    ) if re.search(pattern, ua)), "Unknown device")
+    browser = next((name for pattern, name in (
+        (r"Edg/", "Edge"), (r"Firefox/|FxiOS", "Firefox"), (r"Chrome/|CriOS", "Chrome"), (r"Safari/", "Safari"),
+    ) if re.search(pattern, ua)), "browser")
+    return f"{system} · {browser}"
+
+
+async def join(
+    db: Database, *, token: str | None = None, code: str | None = None, label: str, secret_key: str, now: datetime
+) -> tuple[int, str] | None:
+    """Redeem an invite and register this device in one transaction; return (patient id, device token)."""
+    device_token = new_token()
+    async with db.transaction() as tx:
+        patient_id = await invites.consume(tx, token=token, code=code, secret_key=secret_key, now=now)
+        if patient_id is None:
+            return None
+        await tx.execute(
+            "INSERT INTO devices (patient_id, token_hash, label, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
+            (patient_id, token_hash(device_token), label[:80], iso(now), iso(now)),
+        )
+        await tx.execute("UPDATE patients SET joined_at = ? WHERE id = ? AND joined_at IS NULL", (iso(now), patient_id))
+    return patient_id, device_token
+
+
+async def join_with_code(db: Database, *, code: str, client: str, label: str, secret_key: str, now: datetime) -> tuple[int, str] | None:
+    """Join with a typed code, under a per-client limit on wrong codes."""
+    key = "join:" + client
+    await ratelimit.check(db, key, limit=CODE_LIMIT, window=CODE_WINDOW, now=now)
+    joined = await join(db, code=code, label=label, secret_key=secret_key, now=now)
+    if joined is None:
+        await ratelimit.record_failure(db, key, window=CODE_WINDOW, now=now)
+    return joined
+
+
+async def authenticate(db: Database, token: str, *, now: datetime) -> Me | None:
+    """The patient behind a device token, if the device is not revoked and the patient not archived."""
+    row = await db.fetchone(
+        "SELECT d.id AS device_id, d.last_seen_at, p.id AS patient_id, p.name, p.timezone, p.joined_at,"
+        " p.practitioner_id FROM devices d JOIN patients p ON p.id = d.patient_id"
+        " WHERE d.token_hash = ? AND d.revoked_at IS NULL AND p.archived = 0",
+        (token_hash(token),),
+    )
+    if row is None:
+        return None
+    if now - parse_iso(row["last_seen_at"]) >= SEEN_PRECISION:
+        await db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", (iso(now), row["device_id"]))
+    return Me(row["device_id"], row["patient_id"], row["name"], row["timezone"], row["joined_at"], row["practitioner_id"])
+
+
+async def list_for_patient(db: Database, patient_id: int) -> list[Device]:
+    rows = await db.fetchall(
+        "SELECT id, label, created_at, last_seen_at, revoked_at FROM devices WHERE patient_id = ?"
+        " ORDER BY revoked_at IS NOT NULL, last_seen_at DESC",
+        (patient_id,),
+    )
+    return [Device(**dict(r)) for r in rows]
+
+
+async def revoke(db: Database, patient_id: int, device_id: int, *, now: datetime) -> None:
+    """Revoke one device of the patient; its cookie stops working at once."""
+    changed = await db.execute(
+        "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND patient_id = ?",
+        (iso(now), device_id, patient_id),
+    )
+    if not changed:
+        raise NotFound("No such device.")

@@ -1,0 +1,126 @@
+"""Slot arithmetic, pure: which routines are due on a local date, and what counts as done.
+
+A slot is one (assignment, local date, local time). It is scheduled when the date is
+inside the assignment's start and end dates, on one of its days of the week, and (for an
+assignment ended early) not after the moment it was ended. This module is the one
+definition of "scheduled" that today's list, the streak, history and adherence share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from .clock import parse_iso, zone
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The scheduling facts of one assignment."""
+
+    id: int
+    start_date: str
+    end_date: str | None
+    days_mask: int
+    times: tuple[str, ...]
+    ended_at: str | None = None
+
+
+def slot_times(plan: Plan, day: date, tz: str) -> list[str]:
+    """The local times at which plan has a slot on day (empty when it does not run that day)."""
+    text = day.isoformat()
+    if text < plan.start_date or (plan.end_date is not None and text > plan.end_date):
+        return []
+    if not plan.days_mask & (1 << day.weekday()):
+        return []
+    if plan.ended_at is None:
+        return list(plan.times)
+    ended = parse_iso(plan.ended_at)
+    return [t for t in plan.times if local_moment(day, t, tz) < ended]
+
+
+def local_moment(day: date, hhmm: str, tz: str) -> datetime:
+    """The instant of a local date and time in zone tz.
+
+    A time skipped by a DST change (02:30 on a spring-forward night) becomes the first
+    valid minute after it (03:00); a time that happens twice (fall back) is the first one.
+    """
+    z = zone(tz)
+    naive = datetime(day.year, day.month, day.day, int(hhmm[:2]), int(hhmm[3:]))
+    for step in range(0, 181):
+        candidate = naive + timedelta(minutes=step)
+        aware = candidate.replace(tzinfo=z)  # fold=0: the first of two repeated times
+        # A time that does not exist does not survive a round trip through UTC.
+        if aware.astimezone(UTC).astimezone(z).replace(tzinfo=None) == candidate:
+            return aware
+    return naive.replace(tzinfo=z)
+
+
+def nearest_open_slot(times: Iterable[str], done: Iterable[str | None], at: str) -> str | None:
+    """The scheduled time nearest to `at` that has not been done yet (earlier wins a tie)."""
+    taken = set(done)
+    open_times = [t for t in times if t not in taken]
+    if not open_times:
+        return None
+    minutes = _minutes(at)
+    return min(open_times, key=lambda t: (abs(_minutes(t) - minutes), _minutes(t)))
+
+
+def _minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+
+@dataclass(frozen=True)
+class DayTally:
+    date: str
+    scheduled: int
+    completed: int
+
+
+def tally(
+    plans: Iterable[Plan],
+    done: Mapping[tuple[int, str], set[str]],
+    first: date,
+    last: date,
+    tz: str,
+    *,
+    not_before: date | None = None,
+) -> list[DayTally]:
+    """Per local day from first to last: slots scheduled and slots done (each slot counts once).
+
+    Days before not_before (the day the patient joined) schedule nothing, so a patient is
+    never counted as behind for homework they could not yet see.
+    """
+    plans = list(plans)
+    days = []
+    day = first
+    while day <= last:
+        scheduled = completed = 0
+        if not_before is None or day >= not_before:
+            text = day.isoformat()
+            for plan in plans:
+                times = slot_times(plan, day, tz)
+                scheduled += len(times)
+                completed += len(set(times) & done.get((plan.id, text), set()))
+        days.append(DayTally(day.isoformat(), scheduled, completed))
+        day += timedelta(days=1)
+    return days
+
+
+def streak(days: list[DayTally], today: str) -> int:
+    """Consecutive days, newest first, whose every slot was done; days with none scheduled neither break nor count.
+
+    Today counts once it is complete; while it is still open it does not break the streak.
+    """
+    count = 0
+    for tallied in reversed(days):
+        if tallied.scheduled == 0:
+            continue
+        if tallied.completed >= tallied.scheduled:
+            count += 1
+        elif tallied.date == today:
+            continue
+        else:
+            break
+    return count
