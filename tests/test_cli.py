@@ -1,0 +1,41 @@
+"""The homework command, run as a newcomer would run it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+
+def homework(tmp_path: Path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "HOMEWORK_DATA_DIR": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-m", "server", *args], input=stdin, capture_output=True, text=True,
+                          env=environ, timeout=60, cwd=tmp_path)
+
+
+def test_migrate_create_practitioner_and_backup(tmp_path: Path) -> None:
+    assert "applied migrations" in homework(tmp_path, "migrate").stdout
+    assert "up to date" in homework(tmp_path, "migrate").stdout
+    made = homework(tmp_path, "practitioner", "create", "--email", "ann@clinic.example", "--name", "Ann",
+                    "--password-stdin", stdin="a long enough password\n")
+    assert made.returncode == 0 and "created practitioner" in made.stdout
+    again = homework(tmp_path, "practitioner", "create", "--email", "ann@clinic.example", "--name", "Ann",
+                     "--password-stdin", stdin="a long enough password\n")
+    assert again.returncode == 1 and "already" in again.stderr
+    short = homework(tmp_path, "practitioner", "create", "--email", "b@clinic.example", "--name", "B",
+                     "--password-stdin", stdin="short\n")
+    assert short.returncode == 2
+    backup = homework(tmp_path, "backup", str(tmp_path / "copy.db"))
+    assert backup.returncode == 0
+    conn = sqlite3.connect(tmp_path / "copy.db")
+    assert conn.execute("SELECT email FROM practitioners").fetchall() == [("ann@clinic.example",)]
+    assert homework(tmp_path, "backup", str(tmp_path / "copy.db")).returncode == 1  # never overwrites
+
+
+def test_bad_configuration_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = homework(tmp_path, "migrate", HOMEWORK_BASE_URL="not a url")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "HOMEWORK_BASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,118 @@
+"""The SQLite layer: pragmas, transactions and migrations (including upgrading an old database)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from server.db import Database, migrate, migration_files, schema_version
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_pragmas_and_latest_version(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with Database(tmp_path / "a.db") as db:
+            applied = await migrate(db)
+            assert applied == [n for n, _ in migration_files()]
+            assert await schema_version(db) == applied[-1]
+            assert await db.fetchval("PRAGMA journal_mode") == "wal"
+            assert await db.fetchval("PRAGMA foreign_keys") == 1
+            assert await db.fetchval("PRAGMA busy_timeout") == 5000
+            assert await migrate(db) == []  # idempotent
+
+    run(check())
+
+
+def test_upgrade_keeps_data_made_by_an_older_migration_set(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+
+    async def make_old() -> None:
+        async with Database(path) as db:
+            assert await migrate(db, target=1) == [1]
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO practitioners (email, name, password_hash, created_at) VALUES ('a@b.c', 'A', 'x', '2026-01-01T00:00:00Z')")
+                await tx.execute("INSERT INTO patients (practitioner_id, name, timezone, created_at) VALUES (1, 'P', 'Europe/London', '2026-01-01T00:00:00Z')")
+
+    async def upgrade() -> None:
+        async with Database(path) as db:
+            applied = await migrate(db)
+            assert applied[0] == 2
+            row = await db.fetchone("SELECT name, timezone, joined_at FROM patients")
+            assert tuple(row) == ("P", "Europe/London", None)
+            # Tables of later migrations exist and work.
+            await db.execute("INSERT INTO devices (patient_id, token_hash, created_at, last_seen_at) VALUES (1, x'00', 't', 't')")
+
+    run(make_old())
+    run(upgrade())
+
+
+def test_failed_migration_rolls_back_and_keeps_version(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_one.sql").write_text("CREATE TABLE a (x INTEGER);")
+    (folder / "0002_two.sql").write_text("CREATE TABLE b (x INTEGER);\nINSERT INTO nope VALUES (1);")
+
+    async def check() -> None:
+        async with Database(tmp_path / "m.db") as db:
+            with pytest.raises(sqlite3.OperationalError):
+                await migrate(db, directory=folder)
+            assert await schema_version(db) == 1
+            assert await db.fetchone("SELECT name FROM sqlite_master WHERE name = 'b'") is None
+
+    run(check())
+
+
+def test_migration_files_must_be_in_sequence(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("")
+    (tmp_path / "0003_c.sql").write_text("")
+    with pytest.raises(RuntimeError, match="out of sequence"):
+        migration_files(tmp_path)
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with Database(tmp_path / "t.db") as db:
+            await migrate(db)
+            with pytest.raises(RuntimeError):
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO rate_events (key, at) VALUES ('k', 't')")
+                    raise RuntimeError("boom")
+            assert await db.fetchval("SELECT count(*) FROM rate_events") == 0
+
+    run(check())
+
+
+def test_concurrent_writers_in_one_process_do_not_interleave(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with Database(tmp_path / "c.db") as db:
+            await migrate(db)
+
+            async def writer(n: int) -> None:
+                async with db.transaction() as tx:
+                    count = await tx.fetchval("SELECT count(*) FROM rate_events")
+                    await asyncio.sleep(0)
+                    await tx.execute("INSERT INTO rate_events (key, at) VALUES (?, ?)", (f"k{count}", str(n)))
+
+            await asyncio.gather(*(writer(n) for n in range(50)))
+            keys = [r[0] for r in await db.fetchall("SELECT key FROM rate_events")]
+            assert sorted(keys) == sorted(f"k{n}" for n in range(50))  # each saw the one before it
+
+    run(check())
+
+
+def test_backup_while_open(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with Database(tmp_path / "live.db") as db:
+            await migrate(db)
+            await db.execute("INSERT INTO rate_events (key, at) VALUES ('k', 't')")
+            await db.backup(tmp_path / "copy.db")
+        conn = sqlite3.connect(tmp_path / "copy.db")
+        assert conn.execute("SELECT count(*) FROM rate_events").fetchone()[0] == 1
+
+    run(check())

@@ -1,0 +1,211 @@
+"""The patient's JSON API: joining, today, the assignment, completions and history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import Clock, Harness
+
+
+@pytest.fixture
+def setup(harness: Harness) -> dict[str, Any]:
+    doc = harness.practitioner("doc@clinic.example")
+    patient = harness.patient(doc, name="Sam", timezone="Europe/London")
+    routine = harness.routine(doc, count=3)
+    assignment = harness.assignment(doc, patient["id"], routine["id"], note="Gently!", end_date="2026-03-31")
+    cookie = harness.join(doc, patient["id"])
+    return {"doc": doc, "patient": patient, "assignment": assignment, "me": {"Cookie": cookie}}
+
+
+def complete(harness: Harness, me: dict[str, str], assignment_id: int, **fields: Any) -> Any:
+    body = {"client_id": fields.pop("client_id", None) or f"c-{len(str(fields))}-{id(fields)}",
+            "assignment_id": assignment_id, "date": "2026-03-02", "pain_after": 3, **fields}
+    return harness.client.post("/api/me/completions", json=body, headers=me)
+
+
+def test_join_by_code_sets_a_device_cookie(harness: Harness) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patient = harness.patient(doc, name="Sam")
+    invite = harness.post(doc, f"/api/patients/{patient['id']}/invites", {})
+    code = invite["code"].lower()
+    response = harness.client.post("/api/join", json={"code": f" {code[:4]} - {code[4:]} "},
+                                   headers={"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Safari/604.1"})
+    assert response.status_code == 200, response.text
+    assert response.json()["patient"] == {"id": patient["id"], "name": "Sam", "timezone": "Europe/London"}
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("hw_device=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Max-Age=34560000" in cookie
+    assert harness.client.get("/api/me").json()["patient"]["name"] == "Sam"
+    listed = harness.client.get(f"/api/patients/{patient['id']}/devices", headers=doc["bearer"]).json()["devices"]
+    assert listed[0]["label"] == "iPhone · Safari"
+    assert harness.client.get(f"/api/patients/{patient['id']}", headers=doc["bearer"]).json()["joined_at"]
+    # Single use.
+    harness.client.cookies.clear()
+    assert harness.client.post("/api/join", json={"code": code}).status_code == 401
+
+
+def test_wrong_codes_are_limited_per_client(harness: Harness, clock: Clock) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patient = harness.patient(doc)
+    invite = harness.post(doc, f"/api/patients/{patient['id']}/invites", {})
+    for n in range(10):
+        bad = harness.client.post("/api/join", json={"code": f"ZZZZZZZ{n + 2}"})
+        assert bad.status_code == 401 and "code" in bad.json()["error"]["fields"]
+    limited = harness.client.post("/api/join", json={"code": invite["code"]})
+    assert limited.status_code == 429 and "retry-after" in limited.headers
+    clock.advance(minutes=16)
+    assert harness.client.post("/api/join", json={"code": invite["code"]}).status_code == 200
+
+
+def test_revoked_device_gets_401(harness: Harness, setup: dict[str, Any]) -> None:
+    me, doc, patient = setup["me"], setup["doc"], setup["patient"]
+    assert harness.client.get("/api/me/today", headers=me).status_code == 200
+    device = harness.client.get(f"/api/patients/{patient['id']}/devices", headers=doc["bearer"]).json()["devices"][0]
+    assert harness.client.delete(f"/api/patients/{patient['id']}/devices/{device['id']}", headers=doc["bearer"]).status_code == 204
+    response = harness.client.get("/api/me/today", headers=me)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+
+
+def test_patient_can_sign_out_this_device(harness: Harness, setup: dict[str, Any]) -> None:
+    me = setup["me"]
+    assert harness.client.delete("/api/me/device", headers=me).status_code == 204
+    assert harness.client.get("/api/me", headers=me).status_code == 401
+
+
+def test_archived_patient_is_signed_out(harness: Harness, setup: dict[str, Any]) -> None:
+    harness.client.delete(f"/api/patients/{setup['patient']['id']}", headers=setup["doc"]["bearer"])
+    assert harness.client.get("/api/me", headers=setup["me"]).status_code == 401
+
+
+def test_today_lists_local_slots(harness: Harness, setup: dict[str, Any], clock: Clock) -> None:
+    today = harness.client.get("/api/me/today", headers=setup["me"]).json()
+    assert today["date"] == "2026-03-02"
+    assert [s["time"] for s in today["slots"]] == ["08:00", "19:30"]
+    slot = today["slots"][0]
+    assert slot["assignment_id"] == setup["assignment"]["id"] and slot["done"] is False
+    assert slot["routine"]["name"] == "Back basics" and slot["routine"]["items"] == 3
+    assert slot["routine"]["estimated_minutes"] >= 1
+    assert today["notes"][0]["note"] == "Gently!"
+    # Late evening UTC is already tomorrow in Sydney.
+    harness.client.patch("/api/me", json={"timezone": "Australia/Sydney"}, headers=setup["me"])
+    clock.advance(hours=14)  # 23:00 UTC = 10:00 next day in Sydney
+    assert harness.client.get("/api/me/today", headers=setup["me"]).json()["date"] == "2026-03-03"
+
+
+def test_completion_is_idempotent_by_client_id(harness: Harness, setup: dict[str, Any]) -> None:
+    me, aid = setup["me"], setup["assignment"]["id"]
+    first = complete(harness, me, aid, client_id="3f1c2b9e-0000-4000-8000-000000000001", time="08:00",
+                     completed_at="2026-03-02T08:40:00+00:00", pain_before=5, pain_after=3, difficulty="ok", note="fine")
+    assert first.status_code == 201
+    body = first.json()
+    assert body["time"] == "08:00" and body["pain_after"] == 3 and body["completed_at"] == "2026-03-02T08:40:00Z"
+    again = complete(harness, me, aid, client_id="3f1c2b9e-0000-4000-8000-000000000001", pain_after=9)
+    assert again.status_code == 200 and again.json() == body
+    rows = harness.run(harness.ctx.db.fetchval, "SELECT count(*) FROM completions")
+    assert rows == 1
+    today = harness.client.get("/api/me/today", headers=me).json()
+    assert [s["done"] for s in today["slots"]] == [True, False]
+
+
+def test_completion_fills_the_nearest_open_slot(harness: Harness, setup: dict[str, Any], clock: Clock) -> None:
+    me, aid = setup["me"], setup["assignment"]["id"]
+    clock.advance(hours=10)  # 19:00 in London
+    # Done at 17:00 local with no slot named: the evening slot is nearer.
+    evening = complete(harness, me, aid, client_id="aaaaaaaa-1", completed_at="2026-03-02T17:00:00Z")
+    assert evening.json()["time"] == "19:30"
+    # Next one at 18:00 goes to the only open slot, the morning one.
+    morning = complete(harness, me, aid, client_id="aaaaaaaa-2", completed_at="2026-03-02T18:00:00Z")
+    assert morning.json()["time"] == "08:00"
+    extra = complete(harness, me, aid, client_id="aaaaaaaa-3", completed_at="2026-03-02T18:30:00Z")
+    assert extra.status_code == 201 and extra.json()["time"] is None
+    assert harness.client.get("/api/me/today", headers=me).json()["streak_days"] == 1
+
+
+def test_completion_validation_names_fields(harness: Harness, setup: dict[str, Any], clock: Clock) -> None:
+    me, aid = setup["me"], setup["assignment"]["id"]
+    cases = [
+        ({"pain_after": 11}, "pain_after"),
+        ({"pain_before": -1}, "pain_before"),
+        ({"pain_after": "3"}, "pain_after"),
+        ({"difficulty": "brutal"}, "difficulty"),
+        ({"date": "2026-02-20"}, "date"),  # before the start date
+        ({"date": "2026-04-01"}, "date"),  # after the end date (and in the future)
+        ({"date": "2026-03-05"}, "date"),  # in the future
+        ({"completed_at": "2026-03-02T10:00:00"}, "completed_at"),  # no offset
+        ({"completed_at": "2026-03-03T10:00:00Z"}, "completed_at"),  # in the future
+        ({"client_id": "short"}, "client_id"),
+        ({"client_id": "has spaces in it"}, "client_id"),
+        ({"time": "7pm"}, "time"),
+        ({"note": "x" * 1001}, "note"),
+    ]
+    for override, field in cases:
+        client_id = override.pop("client_id", "valid-client-id")
+        response = complete(harness, me, aid, client_id=client_id, **override)
+        assert 400 <= response.status_code < 500, (override, response.text)
+        assert field in response.json()["error"]["fields"], (override, response.json())
+    assert harness.run(harness.ctx.db.fetchval, "SELECT count(*) FROM completions") == 0
+
+
+def test_another_patients_assignment_is_404(harness: Harness, setup: dict[str, Any]) -> None:
+    doc = setup["doc"]
+    other = harness.patient(doc, name="Other")
+    theirs = harness.assignment(doc, other["id"], harness.routine(doc)["id"])
+    me = setup["me"]
+    assert harness.client.get(f"/api/me/assignments/{theirs['id']}", headers=me).status_code == 404
+    response = complete(harness, me, theirs["id"], client_id="bbbbbbbb-1")
+    assert response.status_code == 404 and "assignment_id" in response.json()["error"]["fields"]
+    # Another practitioner's patient's too.
+    stranger = harness.practitioner("stranger@clinic.example")
+    foreign = harness.assignment(stranger, harness.patient(stranger)["id"], harness.routine(stranger)["id"])
+    assert harness.client.get(f"/api/me/assignments/{foreign['id']}", headers=me).status_code == 404
+
+
+def test_client_ids_are_scoped_to_the_patient(harness: Harness, setup: dict[str, Any]) -> None:
+    """Another patient reusing a client_id never sees or overwrites the first patient's row."""
+    doc = setup["doc"]
+    other = harness.patient(doc, name="Other")
+    theirs = harness.assignment(doc, other["id"], harness.routine(doc)["id"])
+    other_me = {"Cookie": harness.join(doc, other["id"])}
+    mine = complete(harness, setup["me"], setup["assignment"]["id"], client_id="shared-id-123", note="mine")
+    assert mine.status_code == 201
+    response = complete(harness, other_me, theirs["id"], client_id="shared-id-123", note="theirs")
+    assert response.status_code == 201 and response.json()["note"] == "theirs"
+
+
+def test_assignment_in_full(harness: Harness, setup: dict[str, Any]) -> None:
+    body = harness.client.get(f"/api/me/assignments/{setup['assignment']['id']}", headers=setup["me"]).json()
+    items = body["routine"]["items"]
+    assert len(items) == 3
+    assert items[0]["steps"] and items[0]["safety"] and items[0]["image_url"].startswith("/static/exercises/")
+
+
+def test_history(harness: Harness, setup: dict[str, Any], clock: Clock) -> None:
+    me, aid = setup["me"], setup["assignment"]["id"]
+    complete(harness, me, aid, client_id="hist-0001", time="08:00", pain_before=6, pain_after=4)
+    clock.advance(days=1)
+    complete(harness, me, aid, client_id="hist-0002", date="2026-03-03", time="08:00", pain_after=2)
+    complete(harness, me, aid, client_id="hist-0003", date="2026-03-03", time="19:30", pain_after=2)
+    history = harness.client.get("/api/me/history?days=7", headers=me).json()
+    assert history["from"] == "2026-02-25" and history["to"] == "2026-03-03"
+    by_date = {d["date"]: d for d in history["days"]}
+    # Joined on the 2nd: nothing counts against the patient before that.
+    assert by_date["2026-03-01"] == {"date": "2026-03-01", "scheduled": 0, "completed": 0}
+    assert by_date["2026-03-02"] == {"date": "2026-03-02", "scheduled": 2, "completed": 1}
+    assert by_date["2026-03-03"] == {"date": "2026-03-03", "scheduled": 2, "completed": 2}
+    assert [c["pain_after"] for c in history["completions"]] == [4, 2, 2]
+    assert history["streak_days"] == 1
+    for bad in ("0", "abc", "1000", "-3"):
+        assert harness.client.get(f"/api/me/history?days={bad}", headers=me).status_code == 400
+
+
+def test_patient_routes_need_a_device(harness: Harness, setup: dict[str, Any]) -> None:
+    doc = setup["doc"]
+    aid = setup["assignment"]["id"]
+    for method, path in (("GET", "/api/me"), ("PATCH", "/api/me"), ("GET", "/api/me/today"),
+                         ("GET", f"/api/me/assignments/{aid}"), ("POST", "/api/me/completions"),
+                         ("GET", "/api/me/history"), ("DELETE", "/api/me/device")):
+        for headers in ({}, doc["bearer"], doc["cookie"], {"Cookie": "hw_device=forged.value"}):
+            response = harness.client.request(method, path, headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers)

@@ -1,0 +1,68 @@
+"""Slot arithmetic: local moments across DST, the nearest open slot, tallies and streaks."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from server.schedule import DayTally, Plan, local_moment, nearest_open_slot, slot_times, streak, tally
+
+
+@pytest.mark.parametrize(
+    ("tz", "day", "hhmm", "utc"),
+    [
+        # Spring forward: 02:30 does not exist; the first valid minute after it is 03:00.
+        ("America/New_York", date(2026, 3, 8), "02:30", datetime(2026, 3, 8, 7, 0, tzinfo=UTC)),
+        ("Europe/Berlin", date(2026, 3, 29), "02:15", datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+        # Fall back: 01:30 happens twice; the first one counts.
+        ("America/New_York", date(2026, 11, 1), "01:30", datetime(2026, 11, 1, 5, 30, tzinfo=UTC)),
+        ("Europe/Berlin", date(2026, 10, 25), "02:30", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        # Half-hour zones.
+        ("Asia/Kolkata", date(2026, 3, 2), "08:00", datetime(2026, 3, 2, 2, 30, tzinfo=UTC)),
+        ("Australia/Adelaide", date(2026, 4, 5), "02:30", datetime(2026, 4, 4, 16, 0, tzinfo=UTC)),
+        ("Australia/Adelaide", date(2026, 10, 4), "02:15", datetime(2026, 10, 3, 16, 30, tzinfo=UTC)),
+        # An ordinary day.
+        ("Europe/London", date(2026, 7, 1), "19:30", datetime(2026, 7, 1, 18, 30, tzinfo=UTC)),
+    ],
+)
+def test_local_moment(tz: str, day: date, hhmm: str, utc: datetime) -> None:
+    assert local_moment(day, hhmm, tz).astimezone(UTC) == utc
+
+
+def test_slot_times_respect_dates_days_and_early_end() -> None:
+    plan = Plan(1, "2026-03-02", "2026-03-10", 0b0000101, ("08:00", "19:30"))  # Mon, Wed
+    assert slot_times(plan, date(2026, 3, 2), "Europe/London") == ["08:00", "19:30"]
+    assert slot_times(plan, date(2026, 3, 3), "Europe/London") == []  # Tuesday
+    assert slot_times(plan, date(2026, 3, 4), "Europe/London") == ["08:00", "19:30"]
+    assert slot_times(plan, date(2026, 2, 23), "Europe/London") == []  # before the start
+    assert slot_times(plan, date(2026, 3, 16), "Europe/London") == []  # after the end
+    ended = Plan(1, "2026-03-02", "2026-03-04", 0b0000101, ("08:00", "19:30"), ended_at="2026-03-04T12:00:00Z")
+    assert slot_times(ended, date(2026, 3, 4), "Europe/London") == ["08:00"]
+
+
+def test_nearest_open_slot() -> None:
+    times = ["08:00", "13:00", "19:30"]
+    assert nearest_open_slot(times, [], "07:00") == "08:00"
+    assert nearest_open_slot(times, [], "16:30") == "19:30"
+    assert nearest_open_slot(times, [], "16:15") == "13:00"  # equally far: the earlier
+    assert nearest_open_slot(times, [], "10:30") == "08:00"  # a tie goes to the earlier slot
+    assert nearest_open_slot(times, ["08:00"], "07:00") == "13:00"
+    assert nearest_open_slot(times, times, "12:00") is None
+    assert nearest_open_slot([], [], "12:00") is None
+
+
+def test_tally_counts_each_slot_once_and_skips_days_before_joining() -> None:
+    plan = Plan(7, "2026-03-01", None, 127, ("08:00", "19:30"))
+    done = {(7, "2026-03-02"): {"08:00"}, (7, "2026-03-03"): {"08:00", "19:30"}}
+    days = tally([plan], done, date(2026, 3, 1), date(2026, 3, 3), "Europe/London", not_before=date(2026, 3, 2))
+    assert days == [DayTally("2026-03-01", 0, 0), DayTally("2026-03-02", 2, 1), DayTally("2026-03-03", 2, 2)]
+
+
+def test_streak() -> None:
+    d = DayTally
+    assert streak([d("1", 2, 2), d("2", 2, 2), d("3", 2, 1)], "3") == 2  # today still open
+    assert streak([d("1", 2, 2), d("2", 2, 1), d("3", 2, 2)], "3") == 1  # yesterday broke it
+    assert streak([d("1", 2, 2), d("2", 0, 0), d("3", 1, 1)], "3") == 2  # a rest day neither breaks nor counts
+    assert streak([d("1", 1, 0), d("2", 1, 0)], "2") == 0
+    assert streak([], "2") == 0
