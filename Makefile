@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 run: $(VENV)/.installed
 	$(BIN)/homework migrate
-	$(BIN)/homework serve --demo
+	HOMEWORK_VAPID_SUBJECT=$${HOMEWORK_VAPID_SUBJECT:-mailto:demo@homework.example} $(BIN)/homework serve --demo
 
 test: $(VENV)/.installed-test chromium axe
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""The `homework` command: serve, migrate, practitioner create, backup."""
+"""The `homework` command: serve, migrate, worker, send-reminders, practitioner create, backup."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, Settings, settings_from_env
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 
 def app_from_env():  # type: ignore[no-untyped-def]
@@ -19,8 +23,26 @@ def app_from_env():  # type: ignore[no-untyped-def]
     return create_app(settings_from_env())
 
 
+def require_push(settings: Settings) -> None:
+    if not settings.vapid_subject:
+        raise ConfigError(
+            "HOMEWORK_VAPID_SUBJECT is required to send reminders (e.g. mailto:admin@yourclinic.org);"
+            " set it, or HOMEWORK_SCHEDULER=off"
+        )
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
+
+    if settings.scheduler:
+        require_push(settings)
+    if "HOMEWORK_BASE_URL" not in os.environ and (args.host, args.port) != ("127.0.0.1", 8000):
+        # Invite links must point where this server really listens; worker processes read it too.
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        os.environ["HOMEWORK_BASE_URL"] = f"http://{host}:{args.port}"
+        settings = settings_from_env()
 
     if args.demo:
         from . import demo
@@ -112,6 +134,62 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_scheduler(settings: Settings, work: Callable[[Scheduler], Awaitable[int]]) -> int:
+    from . import exercises
+    from .clock import utcnow
+    from .db import Database, migrate
+    from .push import PushSender, load_or_create_vapid_keys, make_client_session
+    from .scheduler import Scheduler
+
+    require_push(settings)
+    assert settings.vapid_subject is not None
+    async with Database(settings.db_path) as db, make_client_session() as session:
+        await migrate(db)
+        await exercises.sync_builtins(db, now=utcnow())
+        keys = load_or_create_vapid_keys(settings.data_dir)
+        sender = PushSender(keys, settings.vapid_subject, session, extra_origins=settings.push_allowed_origins)
+        return await work(Scheduler(db, sender, clock=utcnow, interval=settings.scheduler_interval))
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(scheduler: Scheduler) -> int:
+        print(f"reminder worker running, every {scheduler.interval:g} s (Ctrl-C to stop)", flush=True)
+        await scheduler.run()
+        return 0
+
+    try:
+        return asyncio.run(_with_scheduler(settings, work))
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_send_reminders(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"error: --at must be an ISO 8601 time like 2026-03-02T19:30:00Z, not {args.at!r}", file=sys.stderr)
+            return 2
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+    async def work(scheduler: Scheduler) -> int:
+        report = await scheduler.tick(at)
+        print(report.line())
+        return 0
+
+    return asyncio.run(_with_scheduler(settings, work))
+
+
+def cmd_vapid_public_key(settings: Settings, args: argparse.Namespace) -> int:
+    from .push import load_or_create_vapid_keys
+
+    print(load_or_create_vapid_keys(settings.data_dir).application_server_key)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homework", description="Home exercise programs for clinics.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     create.set_defaults(func=cmd_practitioner_create)
+
+    sub.add_parser("worker", help="run only the reminder scheduler (for several web processes)").set_defaults(
+        func=cmd_worker
+    )
+    send = sub.add_parser("send-reminders", help="run one scheduler pass and print what it did")
+    send.add_argument("--at", help="act as if it were this time (ISO 8601, UTC if no offset)")
+    send.set_defaults(func=cmd_send_reminders)
+    sub.add_parser("vapid-public-key", help="print the VAPID public key (applicationServerKey)").set_defaults(
+        func=cmd_vapid_public_key
+    )
 
     backup = sub.add_parser("backup", help="copy the database safely while it is in use")
     backup.add_argument("path")

@@ -6,13 +6,14 @@ the variable, so `homework serve` can print it and exit instead of a traceback.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .push import parse_allowed_origins, validate_subject
 
 
 class ConfigError(Exception):
@@ -91,57 +92,18 @@ def parse_base_url(value: str) -> str:
 
 def parse_vapid_subject(value: str) -> str:
     """Accept a mailto: address or an https: URL, the only subjects push services take."""
-    value = value.strip()
-    if value.startswith("mailto:"):
-        address = value[len("mailto:"):]
-        local, _, domain = address.partition("@")
-        if (
-            not local
-            or "." not in domain
-            or domain.lower() in ("localhost", "localhost.localdomain")
-            or any(c.isspace() for c in address)
-        ):
-            raise ConfigError(
-                f"HOMEWORK_VAPID_SUBJECT must be a real address like mailto:admin@clinic.example.org, not {value!r}"
-            )
-        return value
-    if value.startswith("https://") and urlsplit(value).hostname and not any(c.isspace() for c in value):
-        return value
-    raise ConfigError(
-        f"HOMEWORK_VAPID_SUBJECT must be a mailto: or https: URL (e.g. mailto:admin@clinic.example.org), not {value!r}"
-    )
+    try:
+        return validate_subject(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"HOMEWORK_VAPID_SUBJECT: {exc}") from None
 
 
 def parse_push_hosts(value: str) -> tuple[str, ...]:
     """Parse extra push service origins: https anywhere, http only on loopback."""
-    origins = []
-    for raw in value.split(","):
-        raw = raw.strip()
-        if not raw:
-            continue
-        parts = urlsplit(raw)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"HOMEWORK_PUSH_ALLOWED_HOSTS: {raw!r} is not an origin like https://push.example.net")
-        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-            raise ConfigError(f"HOMEWORK_PUSH_ALLOWED_HOSTS: {raw!r} must be an origin with no path")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            raise ConfigError(f"HOMEWORK_PUSH_ALLOWED_HOSTS: {raw!r} uses http, allowed only for loopback addresses")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigError(f"HOMEWORK_PUSH_ALLOWED_HOSTS: {raw!r} has a bad port") from None
-        default = 443 if parts.scheme == "https" else 80
-        origins.append(f"{parts.scheme}://{parts.hostname.lower()}:{port or default}")
-    return tuple(origins)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return parse_allowed_origins(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_or_create_secret(data_dir: Path) -> str:

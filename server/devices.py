@@ -27,6 +27,8 @@ class Device:
     created_at: str
     last_seen_at: str
     revoked_at: str | None
+    reminders: bool = False  # has a push subscription
+    last_delivered_at: str | None = None  # last reminder a push service accepted for it
 
     def public(self) -> dict[str, object]:
         return asdict(self)
@@ -101,11 +103,13 @@ async def authenticate(db: Database, token: str, *, now: datetime) -> Me | None:
 
 async def list_for_patient(db: Database, patient_id: int) -> list[Device]:
     rows = await db.fetchall(
-        "SELECT id, label, created_at, last_seen_at, revoked_at FROM devices WHERE patient_id = ?"
-        " ORDER BY revoked_at IS NOT NULL, last_seen_at DESC",
+        "SELECT d.id, d.label, d.created_at, d.last_seen_at, d.revoked_at, count(s.id) > 0 AS reminders,"
+        " max(s.last_delivered_at) AS last_delivered_at FROM devices d"
+        " LEFT JOIN push_subscriptions s ON s.device_id = d.id WHERE d.patient_id = ?"
+        " GROUP BY d.id ORDER BY d.revoked_at IS NOT NULL, d.last_seen_at DESC",
         (patient_id,),
     )
-    return [Device(**dict(r)) for r in rows]
+    return [Device(**{**dict(r), "reminders": bool(r["reminders"])}) for r in rows]
 
 
 async def revoke(db: Database, patient_id: int, device_id: int, *, now: datetime) -> None:

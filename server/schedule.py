@@ -8,7 +8,7 @@ definition of "scheduled" that today's list, the streak, history and adherence s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -124,3 +124,31 @@ def streak(days: list[DayTally], today: str) -> int:
         else:
             break
     return count
+
+
+# How far ahead to look for an assignment's next slot before giving up (an assignment
+# starting a year from now is planned when it comes within reach).
+HORIZON_DAYS = 370
+
+
+def iter_slots(plan: Plan, tz: str, first_day: date) -> Iterator[tuple[date, str, datetime]]:
+    """Yield (local date, local time, UTC-aware moment) of each slot from first_day on, in local order."""
+    day = max(first_day, date.fromisoformat(plan.start_date))
+    last = first_day + timedelta(days=HORIZON_DAYS)
+    if plan.end_date is not None:
+        last = min(last, date.fromisoformat(plan.end_date))
+    while day <= last:
+        for t in slot_times(plan, day, tz):
+            yield day, t, local_moment(day, t, tz)
+        day += timedelta(days=1)
+
+
+def first_slot_from(plan: Plan, tz: str, now: datetime) -> tuple[date, str, datetime] | None:
+    """The first slot at or after now."""
+    start = now.astimezone(zone(tz)).date() - timedelta(days=1)
+    return next((s for s in iter_slots(plan, tz, start) if s[2] >= now), None)
+
+
+def slot_after(plan: Plan, tz: str, day: date, hhmm: str) -> tuple[date, str, datetime] | None:
+    """The slot that follows (day, hhmm) in local order."""
+    return next((s for s in iter_slots(plan, tz, day) if (s[0], s[1]) > (day, hhmm)), None)

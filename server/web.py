@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .db import Database
 from .errors import AppError, NotFound, PayloadTooLarge, Unauthorized
 from .devices import Me
 from .practitioners import Practitioner
+from .push import PushSender, VapidKeys
 from .security import CookieSigner
 from .validate import Input, parse_json
 
@@ -42,7 +44,11 @@ class Context:
     clock: Callable[[], datetime]
     session_signer: CookieSigner
     device_signer: CookieSigner
-
+    vapid: VapidKeys
+    # None when no VAPID subject is configured: nothing may be pushed then.
+    sender: PushSender | None = None
+    # Background work started by requests (test pushes), kept so it is not garbage-collected.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def now(self) -> datetime:
         return self.clock()

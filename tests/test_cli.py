@@ -39,3 +39,19 @@ def test_bad_configuration_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "HOMEWORK_BASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reminder_commands(tmp_path: Path) -> None:
+    key = homework(tmp_path, "vapid-public-key")
+    assert key.returncode == 0 and len(key.stdout.strip()) == 87  # 65 bytes, base64url
+    assert homework(tmp_path, "vapid-public-key").stdout == key.stdout  # kept
+    missing = homework(tmp_path, "send-reminders")
+    assert missing.returncode == 2 and "HOMEWORK_VAPID_SUBJECT" in missing.stderr
+    bad = homework(tmp_path, "send-reminders", HOMEWORK_VAPID_SUBJECT="mailto: x")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    one = homework(tmp_path, "send-reminders", "--at", "2026-03-02T19:30:00Z",
+                   HOMEWORK_VAPID_SUBJECT="mailto:ops@clinic-test.org")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith("planned 0 assignments")
+    assert homework(tmp_path, "send-reminders", "--at", "yesterday",
+                    HOMEWORK_VAPID_SUBJECT="mailto:ops@clinic-test.org").returncode == 2

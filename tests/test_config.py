@@ -56,7 +56,7 @@ def test_bad_values_fail_with_one_clear_line(tmp_path: Path, name: str, value: s
 def test_push_hosts_are_normalised(tmp_path: Path) -> None:
     s = settings_from_env({"HOMEWORK_DATA_DIR": str(tmp_path),
                            "HOMEWORK_PUSH_ALLOWED_HOSTS": "https://Push.Example.net, http://127.0.0.1:9999"})
-    assert s.push_allowed_origins == ("https://push.example.net:443", "http://127.0.0.1:9999")
+    assert s.push_allowed_origins == ("https://push.example.net", "http://127.0.0.1:9999")
 
 
 def test_readme_documents_every_variable() -> None:

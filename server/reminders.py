@@ -1,0 +1,351 @@
+"""The reminder outbox: planning due slots into it, claiming rows, recording what happened.
+
+Life of a reminder row (one per assignment, local date, slot time and kind):
+
+    pending --claim--> sending --> sent | failed
+       |                  |
+       |                  +--(claimer died: lease expires)--> claimed again
+       +--> skipped (done, quiet hours, ended, no device) | missed (over an hour late)
+
+Planning reads only assignments whose next slot has come (an index on next_due_at),
+so a tick costs what is due, not what exists. The UNIQUE key on the outbox and the
+atomic claim make "at most once" hold across processes and restarts; a row whose
+claimer died mid-send is sent again with the same Topic, which push services collapse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from . import subscriptions
+from .clock import iso, parse_iso, zone
+from .db import Database, Row
+from .schedule import Plan, first_slot_from, local_moment, slot_after
+
+LATE_LIMIT = timedelta(minutes=60)  # later than this, a reminder is recorded as missed, never sent
+NUDGE_AFTER = timedelta(hours=2)
+SNOOZE_FOR = timedelta(minutes=30)
+TTL_SECONDS = 2 * 3600  # a reminder is useless hours later
+LEASE = timedelta(minutes=5)  # a row claimed longer ago than this is taken to be orphaned
+MAX_CATCH_UP = 2000  # slots recorded per assignment in one pass after a long outage
+
+
+@dataclass(frozen=True)
+class Quiet:
+    start: str
+    end: str
+
+    def contains(self, hhmm: str) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= hhmm < self.end
+        return hhmm >= self.start or hhmm < self.end
+
+
+def outside_quiet(moment: datetime, slot_day: date, tz: str, quiet: Quiet) -> datetime | None:
+    """When a message due at moment may go out: as is, at the end of quiet hours, or None if the slot's day is over by then."""
+    local = moment.astimezone(zone(tz))
+    if local.date() != slot_day:
+        return None
+    hhmm = local.strftime("%H:%M")
+    if not quiet.contains(hhmm):
+        return moment
+    if quiet.start > quiet.end and hhmm >= quiet.start:
+        return None  # evening quiet hours run into the next day
+    end = local_moment(slot_day, quiet.end, tz)
+    return end if end > moment else None
+
+
+# --- planning -----------------------------------------------------------------------------
+
+@dataclass
+class PlanReport:
+    assignments: int = 0
+    pending: int = 0
+    skipped: int = 0
+    missed: int = 0
+
+
+def _plan_of(row: Row) -> Plan:
+    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], tuple(json.loads(row["times"])), row["ended_at"])
+
+
+def plan_one(row: Row, now: datetime) -> tuple[list[tuple[Any, ...]], tuple[str | None, str | None, str | None]]:
+    """Outbox rows for every slot of one assignment that has come, and its next cursor (pure)."""
+    tz = row["timezone"]
+    plan = _plan_of(row)
+    if row["ended_at"] is not None or row["archived"]:
+        return [], (None, None, None)
+    if row["needs_plan"] or row["next_slot_date"] is None:
+        nxt = first_slot_from(plan, tz, now)
+        return [], _cursor(nxt)
+    quiet = Quiet(row["quiet_start"], row["quiet_end"])
+    out: list[tuple[Any, ...]] = []
+    day, hhmm = date.fromisoformat(row["next_slot_date"]), row["next_slot_time"]
+    cur: tuple[date, str, datetime] | None = (day, hhmm, parse_iso(row["next_due_at"]))
+    while cur is not None and cur[2] <= now and len(out) < MAX_CATCH_UP:
+        slot_day, slot_time, moment = cur
+        due = outside_quiet(moment, slot_day, tz, quiet)
+        if due is None:
+            status, detail, due = "skipped", "quiet hours", moment
+        elif now - due > LATE_LIMIT:
+            status, detail = "missed", "server was not running"
+        else:
+            status, detail = "pending", ""
+        out.append((row["id"], row["patient_id"], slot_day.isoformat(), slot_time, "reminder", iso(due), status,
+                    detail, iso(now)))
+        cur = slot_after(plan, tz, slot_day, slot_time)
+    if cur is not None and cur[2] <= now:
+        cur = first_slot_from(plan, tz, now)  # gave up catching up; carry on from now
+    return out, _cursor(cur)
+
+
+def _cursor(slot: tuple[date, str, datetime] | None) -> tuple[str | None, str | None, str | None]:
+    if slot is None:
+        return None, None, None
+    return slot[0].isoformat(), slot[1], iso(slot[2])
+
+
+_PLAN_COLUMNS = (
+    "a.id, a.patient_id, a.start_date, a.end_date, a.days, a.times, a.ended_at, a.next_slot_date,"
+    " a.next_slot_time, a.next_due_at, a.needs_plan, p.timezone, p.archived, p.quiet_start, p.quiet_end"
+)
+_INSERT_OUTBOX = (
+    "INSERT OR IGNORE INTO reminders (assignment_id, patient_id, local_date, slot_time, kind, due_at, status, detail,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def plan(db: Database, now: datetime, *, limit: int = 2000) -> PlanReport:
+    """Put every slot that has come into the outbox and move each cursor on."""
+    report = PlanReport()
+    rows = await db.fetchall(
+        f"SELECT {_PLAN_COLUMNS} FROM assignments a JOIN patients p ON p.id = a.patient_id WHERE a.needs_plan = 1"
+        f" UNION ALL SELECT {_PLAN_COLUMNS} FROM assignments a JOIN patients p ON p.id = a.patient_id"
+        " WHERE a.next_due_at <= ? AND a.needs_plan = 0 LIMIT ?",
+        (iso(now), limit),
+    )
+    if not rows:
+        return report
+    outbox: list[tuple[Any, ...]] = []
+    cursors = []
+    for row in rows:
+        made, (slot_date, slot_time, due) = plan_one(row, now)
+        outbox.extend(made)
+        # The WHERE on the old cursor makes a second scheduler's identical update a no-op.
+        cursors.append((slot_date, slot_time, due, row["id"], row["next_due_at"], row["needs_plan"]))
+    async with db.transaction() as tx:
+        await tx.executemany(_INSERT_OUTBOX, outbox)
+        await tx.executemany(
+            "UPDATE assignments SET next_slot_date = ?, next_slot_time = ?, next_due_at = ?, needs_plan = 0"
+            " WHERE id = ? AND next_due_at IS ? AND needs_plan = ?",
+            cursors,
+        )
+    report.assignments = len(rows)
+    for r in outbox:
+        setattr(report, r[6], getattr(report, r[6]) + 1)
+    return report
+
+
+async def replan_patient(db: Database, patient_id: int) -> None:
+    """Plan a patient's assignments afresh (their time zone changed)."""
+    await db.execute("UPDATE assignments SET needs_plan = 1 WHERE patient_id = ? AND ended_at IS NULL", (patient_id,))
+
+
+# --- claiming and recording ---------------------------------------------------------------
+
+@dataclass
+class Claimed:
+    id: int
+    assignment_id: int
+    patient_id: int
+    local_date: str
+    slot_time: str
+    kind: str
+    due_at: str
+    tries: int
+    # Filled from the assignment and patient after the claim.
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        # Same slot, same kind, same topic: a resend after a crash replaces the first copy.
+        return f"{self.kind[0]}{self.assignment_id}x{self.local_date.replace('-', '')}{self.slot_time.replace(':', '')}"
+
+    @property
+    def tag(self) -> str:
+        return f"slot-{self.assignment_id}-{self.local_date}-{self.slot_time}"
+
+    def payload(self) -> dict[str, Any]:
+        """What the lock screen shows: generic, nothing about the patient's condition."""
+        items, minutes = self.context["item_count"], self.context["estimated_minutes"]
+        size = f"{items} exercise{'s' if items != 1 else ''}, about {minutes} minute{'s' if minutes != 1 else ''}"
+        if self.kind == "nudge":
+            title, body = "Still time for your stretches", f"{size} - whenever suits you today"
+        else:
+            title, body = "Time for your stretches", size
+        return {
+            "title": title,
+            "body": body,
+            "url": f"/app/routine/{self.assignment_id}?date={self.local_date}&time={self.slot_time}",
+            "tag": self.tag,
+            "kind": self.kind,
+            "assignment_id": self.assignment_id,
+            "date": self.local_date,
+            "time": self.slot_time,
+        }
+
+
+async def claim(db: Database, now: datetime, worker: str, *, limit: int = 1000) -> list[Claimed]:
+    """Atomically take due rows (and orphaned ones) for this worker, with what is needed to judge them."""
+    async with db.transaction() as tx:
+        rows = await tx.fetchall(
+            "UPDATE reminders SET status = 'sending', claimed_by = ?, claimed_at = ?, tries = tries + 1"
+            " WHERE id IN (SELECT id FROM reminders WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?)"
+            " OR id IN (SELECT id FROM reminders WHERE status = 'sending' AND claimed_at <= ? LIMIT ?)"
+            " RETURNING id, assignment_id, patient_id, local_date, slot_time, kind, due_at, tries",
+            (worker, iso(now), iso(now), limit, iso(now - LEASE), limit),
+        )
+    claimed = [Claimed(**dict(r)) for r in rows]
+    if not claimed:
+        return claimed
+    ids = sorted({c.assignment_id for c in claimed})
+    context: dict[int, dict[str, Any]] = {}
+    done: set[tuple[int, str, str]] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in await db.fetchall(
+            "SELECT a.id, a.item_count, a.estimated_minutes, a.ended_at, p.archived, p.nudges_enabled, p.timezone,"
+            " p.quiet_start, p.quiet_end"
+            f" FROM assignments a JOIN patients p ON p.id = a.patient_id WHERE a.id IN ({marks})",
+            chunk,
+        ):
+            context[r["id"]] = dict(r)
+        dates = sorted({c.local_date for c in claimed if c.assignment_id in chunk})
+        for r in await db.fetchall(
+            f"SELECT assignment_id, local_date, slot_time FROM completions WHERE assignment_id IN ({marks})"
+            f" AND local_date IN ({','.join('?' * len(dates))}) AND slot_time IS NOT NULL",
+            (*chunk, *dates),
+        ):
+            done.add((r["assignment_id"], r["local_date"], r["slot_time"]))
+    for c in claimed:
+        c.context = {**context.get(c.assignment_id, {}), "done": (c.assignment_id, c.local_date, c.slot_time) in done}
+    return claimed
+
+
+def verdict(c: Claimed, now: datetime) -> tuple[str, str] | None:
+    """Why a claimed row must not be sent (status, detail), or None to send it."""
+    ctx = c.context
+    if not ctx or ctx.get("archived") or (ctx.get("ended_at") and ctx["ended_at"] <= c.due_at):
+        return "skipped", "assignment ended"
+    if ctx["done"]:
+        return "skipped", "already done"
+    if c.kind == "nudge" and not ctx.get("nudges_enabled"):
+        return "skipped", "nudges off"
+    if now - parse_iso(c.due_at) > LATE_LIMIT:
+        return "missed", "over an hour late"
+    return None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one claimed row across the patient's subscriptions."""
+
+    reminder: Claimed
+    status: str  # sent | failed | skipped | missed
+    detail: str = ""
+    # (subscription id, last HTTP status, error text, tries, delivered, gone)
+    attempts: Sequence[tuple[int, int | None, str, int, bool, bool]] = ()
+
+
+async def record(db: Database, deliveries: Iterable[Delivery], now: datetime) -> None:
+    """Store the outcome of a batch in one transaction, and arm each sent reminder's nudge."""
+    statuses, attempts, outcomes, nudges = [], [], [], []
+    for d in deliveries:
+        statuses.append((d.status, d.detail[:200], iso(now) if d.status == "sent" else None, d.reminder.id))
+        for sub_id, status, error, tries, delivered, is_gone in d.attempts:
+            attempts.append((d.reminder.id, sub_id, status, error[:300], tries, iso(now)))
+            outcomes.append((sub_id, status, delivered, is_gone))
+        if d.status == "sent" and d.reminder.kind == "reminder":
+            c = d.reminder
+            tz = c.context["timezone"]
+            quiet = Quiet(c.context.get("quiet_start", "21:30"), c.context.get("quiet_end", "07:30"))
+            due = outside_quiet(now + NUDGE_AFTER, date.fromisoformat(c.local_date), tz, quiet)
+            if due is not None:
+                nudges.append((c.assignment_id, c.patient_id, c.local_date, c.slot_time, "nudge", iso(due), "pending",
+                               "", iso(now)))
+    async with db.transaction() as tx:
+        await tx.executemany(
+            "UPDATE reminders SET status = ?, detail = ?, sent_at = ?, claimed_by = NULL WHERE id = ?", statuses
+        )
+        await tx.executemany(
+            "INSERT INTO push_attempts (reminder_id, subscription_id, status, error, tries, at) VALUES (?, ?, ?, ?, ?, ?)",
+            attempts,
+        )
+        await subscriptions.apply_outcomes(tx, outcomes, now=now)
+        await tx.executemany(_INSERT_OUTBOX, nudges)
+
+
+async def snooze(db: Database, *, patient_id: int, assignment_id: int, day: str, hhmm: str, now: datetime) -> bool:
+    """Arm (or re-arm) a snooze for one slot of the patient's; False when the slot is not theirs."""
+    owner = await db.fetchval("SELECT patient_id FROM assignments WHERE id = ? AND ended_at IS NULL", (assignment_id,))
+    if owner != patient_id:
+        return False
+    await db.execute(
+        "INSERT INTO reminders (assignment_id, patient_id, local_date, slot_time, kind, due_at, status, created_at)"
+        " VALUES (?, ?, ?, ?, 'snooze', ?, 'pending', ?)"
+        " ON CONFLICT (assignment_id, local_date, slot_time, kind)"
+        " DO UPDATE SET due_at = excluded.due_at, status = 'pending', detail = '', claimed_by = NULL",
+        (assignment_id, patient_id, day, hhmm, iso(now + SNOOZE_FOR), iso(now)),
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    enabled: bool
+    quiet_start: str
+    quiet_end: str
+    nudges: bool
+    devices: int
+
+    def public(self) -> dict[str, object]:
+        return {"enabled": self.enabled, "quiet_start": self.quiet_start, "quiet_end": self.quiet_end,
+                "nudges": self.nudges, "devices": self.devices}
+
+
+async def settings_for(db: Database, patient_id: int) -> ReminderSettings:
+    row = await db.fetchone(
+        "SELECT quiet_start, quiet_end, nudges_enabled,"
+        " (SELECT count(*) FROM push_subscriptions s WHERE s.patient_id = p.id) AS devices"
+        " FROM patients p WHERE id = ?",
+        (patient_id,),
+    )
+    assert row is not None
+    return ReminderSettings(row["devices"] > 0, row["quiet_start"], row["quiet_end"], bool(row["nudges_enabled"]),
+                            row["devices"])
+
+
+async def update_settings(db: Database, patient_id: int, *, quiet_start: str | None, quiet_end: str | None,
+                          nudges: bool | None) -> None:
+    await db.execute(
+        "UPDATE patients SET quiet_start = COALESCE(?, quiet_start), quiet_end = COALESCE(?, quiet_end),"
+        " nudges_enabled = COALESCE(?, nudges_enabled) WHERE id = ?",
+        (quiet_start, quiet_end, None if nudges is None else int(nudges), patient_id),
+    )
+
+
+async def next_reminder(db: Database, patient_id: int, now: datetime) -> str | None:
+    """When the patient's next reminder is due (UTC), from the outbox and the assignments' cursors."""
+    return await db.fetchval(
+        "SELECT min(at) FROM (SELECT min(due_at) AS at FROM reminders WHERE patient_id = ? AND status = 'pending'"
+        " AND due_at > ? UNION ALL SELECT min(next_due_at) FROM assignments WHERE patient_id = ? AND ended_at IS NULL"
+        " AND next_due_at > ?)",
+        (patient_id, iso(now), patient_id, iso(now)),
+    )

@@ -1,0 +1,106 @@
+"""The reminder scheduler: tick(now) does one pass; run() only sleeps and calls it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import reminders, subscriptions
+from .db import Database
+from .push import PushMessage, PushSender, Subscription
+
+log = logging.getLogger("homework.scheduler")
+
+
+@dataclass
+class TickReport:
+    planned: reminders.PlanReport = field(default_factory=reminders.PlanReport)
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    missed: int = 0
+    pushes: int = 0
+
+    def line(self) -> str:
+        p = self.planned
+        return (
+            f"planned {p.assignments} assignments ({p.pending} due, {p.skipped} in quiet hours, {p.missed} missed);"
+            f" sent {self.sent}, failed {self.failed}, skipped {self.skipped}, missed {self.missed};"
+            f" {self.pushes} pushes"
+        )
+
+
+class Scheduler:
+    """Plans due slots into the outbox and delivers what is due, any number of copies at once."""
+
+    def __init__(self, db: Database, sender: PushSender, *, clock: Callable[[], datetime], interval: float = 30.0,
+                 batch: int = 1000, worker: str | None = None) -> None:
+        self.db = db
+        self.sender = sender
+        self.clock = clock
+        self.interval = interval
+        self.batch = batch
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+
+    async def tick(self, now: datetime | None = None) -> TickReport:
+        """One pass: plan what has come due, then claim and send until nothing due is left."""
+        now = now or self.clock()
+        report = TickReport()
+        while True:
+            planned = await reminders.plan(self.db, now, limit=self.batch)
+            for name in ("assignments", "pending", "skipped", "missed"):
+                setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
+            if planned.assignments < self.batch:
+                break
+        while claimed := await reminders.claim(self.db, now, self.worker, limit=self.batch):
+            await self._deliver(claimed, now, report)
+        return report
+
+    async def _deliver(self, claimed: list[reminders.Claimed], now: datetime, report: TickReport) -> None:
+        subs = await subscriptions.for_patients(self.db, sorted({c.patient_id for c in claimed}))
+        outcomes: list[reminders.Delivery] = []
+        to_send: list[tuple[reminders.Claimed, list[subscriptions.StoredSubscription]]] = []
+        for c in claimed:
+            refusal = reminders.verdict(c, now)
+            if refusal is None and not subs.get(c.patient_id):
+                refusal = ("skipped", "reminders are off")
+            if refusal is not None:
+                outcomes.append(reminders.Delivery(c, *refusal))
+            else:
+                to_send.append((c, subs[c.patient_id]))
+        messages = [
+            PushMessage(Subscription(s.endpoint, s.p256dh, s.auth), c.payload(), ttl=reminders.TTL_SECONDS,
+                        topic=c.topic, urgency="normal")
+            for c, targets in to_send for s in targets
+        ]
+        results = iter(await self.sender.send_many(messages)) if messages else iter(())
+        for c, targets in to_send:
+            attempts = []
+            for s in targets:
+                r = next(results)
+                attempts.append((s.id, r.status, r.error or "", len(r.attempts), r.delivered, r.gone))
+            delivered = any(a[4] for a in attempts)
+            detail = "" if delivered else "; ".join(f"{a[1]} {a[2]}".strip() for a in attempts)[:200]
+            outcomes.append(reminders.Delivery(c, "sent" if delivered else "failed", detail, attempts))
+        report.pushes += len(messages)
+        for d in outcomes:
+            setattr(report, d.status, getattr(report, d.status) + 1)
+        await reminders.record(self.db, outcomes, self.clock() if self.clock() > now else now)
+
+    async def run(self) -> None:
+        """Tick forever, every interval seconds; errors are logged and the loop goes on."""
+        while True:
+            try:
+                report = await self.tick()
+                if report.pushes or report.planned.missed:
+                    log.info("reminders: %s", report.line())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reminder tick failed")
+            await asyncio.sleep(self.interval)
