@@ -85,4 +85,7 @@ async def update(
                 patient_id,
             ),
         )
+        if timezone is not None and timezone != current.timezone:
+            # Reminder times are local: the scheduler must plan this patient's slots afresh.
+            await tx.execute("UPDATE assignments SET needs_plan = 1 WHERE patient_id = ? AND ended_at IS NULL", (patient_id,))
         return await get(tx, practitioner_id, patient_id)

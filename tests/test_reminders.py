@@ -366,3 +366,15 @@ def test_a_tick_reads_only_what_is_due(harness: Harness, service: PushService, c
                        "EXPLAIN QUERY PLAN SELECT id FROM assignments WHERE next_due_at <= ? AND needs_plan = 0",
                        ("2026-03-02T12:00:00Z",))
     assert any("assignments_next_due" in r[3] for r in plan)
+
+
+def test_a_new_time_zone_moves_the_reminders(harness: Harness, service: PushService, clock: Clock) -> None:
+    p = Patient(harness, service)
+    tick(harness, clock)  # next: 19:30 London = 19:30 UTC
+    url = f"/api/patients/{p.patient['id']}"
+    assert harness.client.patch(url, headers=p.doc["bearer"], json={"timezone": "Asia/Kolkata"}).status_code == 200
+    tick(harness, clock)  # replanned: 19:30 Kolkata = 14:00 UTC
+    tick(harness, clock, utc(2026, 3, 2, 14, 0))
+    assert [m.payload["time"] for m in service.received(p.endpoint)] == ["19:30"]
+    tick(harness, clock, utc(2026, 3, 2, 19, 30))
+    assert len(service.received(p.endpoint)) == 1
