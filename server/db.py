@@ -33,7 +33,25 @@ _PRAGMAS = (
 )
 
 
-class Transaction:
+class _Reads:
+    """Read helpers over whichever connection the subclass names."""
+
+    _conn: aiosqlite.Connection
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run a query and return every row (one hop to the connection's thread)."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self._conn.execute_fetchall(sql, params)
+        return rows[0] if rows else None  # type: ignore[index]
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+class Transaction(_Reads):
     """Statements run on the writer inside one BEGIN IMMEDIATE ... COMMIT."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -49,19 +67,8 @@ class Transaction:
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, params)
-        return rows[0] if rows else None  # type: ignore[index]
-
-    async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
-
-
-class Database:
+class Database(_Reads):
     """A reader and a writer connection to one SQLite file."""
 
     def __init__(self, path: Path | str) -> None:
@@ -90,20 +97,13 @@ class Database:
 
     @property
     def reader(self) -> aiosqlite.Connection:
+        # Reads outside a transaction go to the reader, which sees only committed data.
         assert self._reader is not None, "database is not open"
         return self._reader
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        """Run a read query and return every row (one hop to the connection's thread)."""
-        return list(await self.reader.execute_fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self.reader.execute_fetchall(sql, params)
-        return rows[0] if rows else None  # type: ignore[index]
-
-    async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
+    @property
+    def _conn(self) -> aiosqlite.Connection:  # type: ignore[override]
+        return self.reader
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -133,7 +133,7 @@ class Database:
         target.parent.mkdir(parents=True, exist_ok=True)
         dest = await aiosqlite.connect(target)
         try:
-            await self.reader.backup(dest)
+            await self._conn.backup(dest)
         finally:
             await dest.close()
 
