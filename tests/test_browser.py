@@ -1,0 +1,654 @@
+"""The patient app in headless Chromium at phone size: joining, today, the player, offline, a11y.
+
+One browser and one live server for the module; every test makes its own patient.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+
+from tests.browser import (
+    ARGS,
+    ARTIFACTS,
+    AXE,
+    CHROMIUM,
+    PHONE,
+    SMALL_PHONE,
+    Clinic,
+    LiveServer,
+    poll,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"
+    ),
+]
+TZ = "Europe/London"
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("live")).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def clinic(server: LiveServer) -> Iterator[Clinic]:
+    c = Clinic(server, "browser@clinic.example.org")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def phone(browser: Browser, server: LiveServer) -> Iterator[BrowserContext]:
+    context = browser.new_context(base_url=server.url, **PHONE)
+    yield context
+    context.close()
+
+
+def today_local() -> str:
+    return datetime.now(UTC).astimezone(ZoneInfo(TZ)).date().isoformat()
+
+
+def new_patient(
+    clinic: Clinic,
+    *,
+    items: list[dict[str, Any]] | None = None,
+    times: tuple[str, ...] = ("08:00", "19:30"),
+) -> dict[str, Any]:
+    n = next(_names)
+    patient = clinic.patient(f"Alex Morgan {n}", TZ)
+    routine = clinic.routine(
+        f"Back basics {n}",
+        items
+        or [
+            {
+                "exercise": "Single knee-to-chest",
+                "reps": 2,
+                "sets": 1,
+                "hold_seconds": 10,
+                "sides": "both",
+                "rest_seconds": 0,
+            },
+            {
+                "exercise": "Pelvic tilt",
+                "reps": 3,
+                "sets": 1,
+                "hold_seconds": 5,
+                "sides": "none",
+                "rest_seconds": 0,
+            },
+        ],
+    )
+    assignment = clinic.assign(
+        patient["id"],
+        routine["id"],
+        today_local(),
+        list(times),
+        note="Gentle is fine. Stop if the leg pain spreads.",
+    )
+    return {
+        "patient": patient,
+        "routine": routine,
+        "assignment": assignment,
+        "invite": clinic.invite(patient["id"]),
+    }
+
+
+def join_by_link(page: Page, who: dict[str, Any]) -> None:
+    page.goto(who["invite"]["url"])
+    expect(page).to_have_url(f"{page.url.split('/app')[0]}/app")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(who["patient"]["name"])
+
+
+def wait_controlled(page: Page) -> None:
+    # wait_for_function would compile its predicate with eval, which the app's CSP forbids.
+    poll(
+        lambda: page.evaluate("() => !!navigator.serviceWorker.controller"),
+        what="a controlling worker",
+        sleep=page_poll(page),
+    )
+
+
+def cached(page: Page, url: str) -> bool:
+    return bool(page.evaluate("url => caches.match(url).then(r => !!r)", url))
+
+
+def outbox(page: Page) -> list[dict[str, Any]]:
+    return page.evaluate("() => HWOutbox.all()")  # type: ignore[no-any-return]
+
+
+def page_poll(page: Page) -> Any:
+    return lambda s: page.wait_for_timeout(s * 1000)
+
+
+def completions_of(server: LiveServer, who: dict[str, Any]) -> int:
+    return server.count(
+        "SELECT count(*) FROM completions WHERE patient_id = ?", who["patient"]["id"]
+    )
+
+
+# --- getting in ---------------------------------------------------------------------------
+
+
+def test_join_by_link_opens_today(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    page = phone.new_page()
+    join_by_link(page, who)
+    cookie = next(c for c in phone.cookies() if c["name"] == "hw_device")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    page.goto(who["invite"]["url"])  # the same link again: this phone is in, so straight to today
+    expect(page).to_have_url(server.url + "/app")
+
+
+def test_join_by_code_accepts_it_as_typed(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    page = phone.new_page()
+    page.goto("/app/join")
+    page.get_by_role("textbox", name="Your code").fill("nope")
+    page.get_by_role("button", name="Open my exercises").click()
+    expect(page.locator("#code-error")).to_contain_text("8 letters")
+    code = who["invite"]["code"]
+    page.get_by_role("textbox", name="Your code").fill(f"{code[:4].lower()} - {code[4:].lower()}")
+    page.get_by_role("button", name="Open my exercises").click()
+    expect(page).to_have_url(server.url + "/app")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(who["patient"]["name"])
+
+
+# --- today and the player -----------------------------------------------------------------
+
+
+def test_today_lists_the_slots(phone: BrowserContext, clinic: Clinic) -> None:
+    who = new_patient(clinic)
+    page = phone.new_page()
+    join_by_link(page, who)
+    slots = page.locator("#slots > li")
+    expect(slots).to_have_count(2)
+    expect(slots.nth(0)).to_contain_text("08:00")
+    expect(slots.nth(0)).to_contain_text("2 exercises")
+    expect(slots.nth(1)).to_contain_text("19:30")
+    expect(page.locator("#slots .button.primary")).to_have_count(1)
+    expect(page.get_by_text("Gentle is fine.")).to_be_visible()
+    expect(page.locator("#next-reminder")).to_be_attached()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "today.png")
+
+    # A completion the server refuses (4xx) stays on the phone, shown, until the patient decides.
+    outcome = page.evaluate("""() => HW.record(
+      {client_id: HWOutbox.uuid(), assignment_id: 987654321, date: HW.localDate(HW.timeZone), completed_at: new Date().toISOString()},
+      {routine: 'An old routine', date: HW.localDate(HW.timeZone)})""")
+    assert outcome == {"failed": "No such assignment."}
+    unsent = page.locator("#unsent")
+    expect(unsent).to_contain_text("An old routine")
+    expect(page.locator("#outbox-status")).to_contain_text("could not be saved")
+    unsent.get_by_role("button", name="Remove").click()
+    expect(unsent).to_be_hidden()
+
+    # High pain after stretching: the server's safety advice is shown where it cannot be missed.
+    outcome = page.evaluate(
+        """aid => HW.record({client_id: HWOutbox.uuid(), assignment_id: aid, date: HW.localDate(HW.timeZone),
+             time: '08:00', pain_before: 5, pain_after: 9}, {assignment_id: aid, date: HW.localDate(HW.timeZone)})""",
+        who["assignment"]["id"],
+    )
+    assert outcome == "sent"
+    expect(page.get_by_role("alert").filter(has_text="Please take care")).to_be_visible()
+
+
+RECORD_VIBRATION_AND_WAKE_LOCK = """
+navigator.vibrate = p => { (window.buzz = window.buzz || []).push(p); return true; };
+window.wake = {requests: 0, released: 0, sentinel: null};
+Object.defineProperty(navigator, 'wakeLock', {value: {request: () => {
+  wake.requests++;
+  const s = new EventTarget();
+  s.release = () => { wake.released++; s.dispatchEvent(new Event('release')); return Promise.resolve(); };
+  wake.sentinel = s;
+  return Promise.resolve(s);
+}}});
+"""
+
+
+def test_the_player_runs_a_whole_routine_and_records_it(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(
+        clinic,
+        items=[
+            {
+                "exercise": "Single knee-to-chest",
+                "reps": 2,
+                "sets": 1,
+                "hold_seconds": 20,
+                "sides": "both",
+                "rest_seconds": 0,
+            },
+            {
+                "exercise": "Pelvic tilt",
+                "reps": 2,
+                "sets": 2,
+                "hold_seconds": 5,
+                "sides": "none",
+                "rest_seconds": 30,
+            },
+        ],
+    )
+    page = phone.new_page()
+    page.add_init_script(RECORD_VIBRATION_AND_WAKE_LOCK)
+    page.clock.install()
+    join_by_link(page, who)
+    page.locator("#slots .button.primary").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(who["routine"]["name"])
+    page.locator("#pain_before-field").get_by_role("radio", name="6", exact=True).check()
+    page.get_by_role("button", name="Start exercises").click()
+
+    # Knee-to-chest: 2 holds of 20 s on the left, switch, 2 on the right.
+    first = page.locator("#ex-0")
+    expect(first.get_by_role("heading", level=2)).to_have_text("Single knee-to-chest")
+    expect(page.locator("#t-phase")).to_have_text("Ready")
+    expect(page.locator("#t-count")).to_have_text("20")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.clock.run_for(4_000)
+    expect(page.locator("#t-phase")).to_have_text("Hold")
+    expect(page.locator("#t-count")).to_have_text("16")
+    expect(page.locator("#t-side")).to_have_text("Left side")
+    expect(page.locator("#t-where")).to_contain_text("Rep 1 of 2")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "player.png")
+    assert page.evaluate("wake.requests") == 1  # the screen stays on while the timer runs
+    page.get_by_role("button", name="Pause").click()
+    assert page.evaluate("wake.released") == 1
+    page.clock.run_for(30_000)
+    expect(page.locator("#t-count")).to_have_text("16")  # paused: no time passes
+    page.get_by_role("button", name="Resume").click()
+    # The system drops the lock when the page is hidden; coming back takes it again.
+    page.evaluate(
+        "() => { wake.sentinel.dispatchEvent(new Event('release')); document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    assert page.evaluate("wake.requests") == 3
+    page.clock.run_for(
+        16_000 + 5_000 + 20_000 + 2_000
+    )  # rest of rep 1, relax, rep 2, into the switch
+    expect(page.locator("#t-phase")).to_have_text("Switch sides")
+    page.clock.run_for(3_000 + 5_000)
+    expect(page.locator("#t-side")).to_have_text("Right side")
+    page.clock.run_for(60_000)
+    expect(page.locator("#t-phase")).to_have_text("Done")
+    assert page.evaluate("window.buzz.filter(p => p === 250).length") == 4  # one buzz per hold
+    page.get_by_role("button", name="Next exercise").click()
+
+    # Pelvic tilt: 2 reps of 5 s, a 30 s rest, then the second set.
+    expect(page.locator("#ex-1 h2")).to_have_text("Pelvic tilt")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.clock.run_for(10_500)
+    expect(page.locator("#t-phase")).to_have_text("Rest")
+    expect(page.locator("#t-where")).to_contain_text("Next: set 2 of 2")
+    page.get_by_role("button", name="Skip the rest").click()
+    expect(page.locator("#t-where")).to_contain_text("Set 2 of 2")
+    page.clock.run_for(11_000)
+    expect(page.get_by_role("button", name="Finish")).to_be_visible()
+    page.get_by_role("button", name="Finish").click()
+
+    page.locator("#pain_after-field").get_by_role("radio", name="3", exact=True).check()
+    page.get_by_role("radio", name="About right").check()
+    page.get_by_label("Anything to tell your practitioner?").fill("Easier than last week")
+    page.get_by_role("button", name="Done", exact=True).click()
+    expect(page.locator("#result-h")).to_have_text("Saved. Well done!")
+
+    rows = server.run(
+        server.ctx.db.fetchall,
+        "SELECT slot_time, pain_before, pain_after, difficulty, note FROM completions WHERE patient_id = ?",
+        (who["patient"]["id"],),
+    )
+    assert [tuple(r) for r in rows] == [("08:00", 6, 3, "ok", "Easier than last week")]
+    page.get_by_role("link", name="Back to today").click()
+    expect(page.locator("#slots > li").first).to_contain_text("Done")
+
+
+# --- offline ------------------------------------------------------------------------------
+
+
+def skip_to_the_end(page: Page, exercises: int) -> None:
+    page.get_by_role("button", name="Start exercises").click()
+    for _ in range(exercises):
+        page.get_by_role("button", name="Skip", exact=True).click()
+    page.locator("#pain_after-field").get_by_role("radio", name="4", exact=True).check()
+    page.get_by_role("button", name="Done", exact=True).click()
+
+
+def test_offline_the_app_opens_and_a_completion_arrives_exactly_once(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    aid = who["assignment"]["id"]
+    page = phone.new_page()
+    join_by_link(page, who)
+    wait_controlled(page)
+    for url in (
+        "/app",
+        f"/app/routine/{aid}",
+        f"/api/me/assignments/{aid}",
+        "/api/me/today",
+        "/static/exercises/pelvic-tilt.svg",
+    ):
+        poll(lambda url=url: cached(page, url), what=f"{url} in the cache", sleep=page_poll(page))
+
+    phone.set_offline(True)
+    response = page.reload()
+    assert response is not None and response.from_service_worker
+    expect(page.locator("#slots > li")).to_have_count(2)
+    expect(page.locator("#net-status")).to_be_visible()
+
+    response = page.goto(f"/app/routine/{aid}?time=19:30")
+    assert response is not None and response.from_service_worker
+    expect(page.locator("#ex-0 img")).to_have_js_property("complete", True)
+    assert (
+        page.locator("#ex-0 img").evaluate("img => img.naturalWidth") > 0
+    )  # illustrations are precached
+    skip_to_the_end(page, 2)
+    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    assert len(outbox(page)) == 1
+
+    page.get_by_role("link", name="Back to today").click()
+    late = page.locator("#slots > li").nth(1)
+    expect(late).to_contain_text("Saved on this phone, will sync")
+    page.reload()  # still offline: nothing is lost
+    expect(late).to_contain_text("Saved on this phone, will sync")
+    expect(page.locator("#outbox-status")).to_contain_text("will sync")
+    assert completions_of(server, who) == 0
+
+    before = server.posts("/api/me/completions")
+    phone.set_offline(False)
+    poll(
+        lambda: completions_of(server, who) == 1,
+        what="the completion on the server",
+        sleep=page_poll(page),
+    )
+    poll(lambda: outbox(page) == [], what="an empty outbox", sleep=page_poll(page))
+    expect(late).to_contain_text("Done")
+    page.reload()  # the page-load flush finds nothing more to send
+    expect(page.locator("#slots > li").nth(1)).to_contain_text("Done")
+    assert server.posts("/api/me/completions") - before == 1
+    assert completions_of(server, who) == 1
+    row = server.run(
+        server.ctx.db.fetchone,
+        "SELECT slot_time, pain_after FROM completions WHERE patient_id = ?",
+        (who["patient"]["id"],),
+    )
+    assert tuple(row) == ("19:30", 4)
+
+
+def test_background_sync_sends_the_queue_with_no_page_open(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    aid = who["assignment"]["id"]
+    page = phone.new_page()
+    join_by_link(page, who)
+    wait_controlled(page)
+    poll(
+        lambda: cached(page, f"/app/routine/{aid}"),
+        what="the player in the cache",
+        sleep=page_poll(page),
+    )
+    phone.set_offline(True)
+    page.goto(f"/app/routine/{aid}?time=08:00")
+    skip_to_the_end(page, 2)
+    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    worker = phone.service_workers[0]
+    page.close()  # no page left to flush on `online`: only the worker's sync event can
+    phone.set_offline(False)
+    poll(lambda: completions_of(server, who) == 1, what="the completion sent by Background Sync")
+    assert worker.evaluate("HWOutbox.all()") == []
+
+
+def test_a_revoked_phone_keeps_its_queue_and_shows_the_join_screen(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    aid = who["assignment"]["id"]
+    page = phone.new_page()
+    join_by_link(page, who)
+    wait_controlled(page)
+    poll(
+        lambda: cached(page, f"/app/routine/{aid}"),
+        what="the player in the cache",
+        sleep=page_poll(page),
+    )
+    phone.set_offline(True)
+    page.goto(f"/app/routine/{aid}")
+    skip_to_the_end(page, 2)
+    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    device = server.count("SELECT max(id) FROM devices WHERE patient_id = ?", who["patient"]["id"])
+    clinic.http.delete(f"/api/patients/{who['patient']['id']}/devices/{device}").raise_for_status()
+    phone.set_offline(False)
+    page.wait_for_url("**/app/join?signed_out=1")
+    expect(page.locator("#signed-out-note")).to_be_visible()
+    assert len(outbox(page)) == 1  # a 401 never deletes what the patient recorded
+    assert completions_of(server, who) == 0
+
+
+def test_a_page_cached_yesterday_shows_todays_slots_offline(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    aid = who["assignment"]["id"]
+    page = phone.new_page()
+    join_by_link(page, who)
+    wait_controlled(page)
+    poll(
+        lambda: cached(page, f"/api/me/assignments/{aid}"),
+        what="the assignment in the cache",
+        sleep=page_poll(page),
+    )
+    done = page.evaluate(
+        """aid => fetch('/api/me/completions', {method: 'POST', headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({client_id: crypto.randomUUID(), assignment_id: aid, date: HW.localDate(HW.timeZone), time: '08:00'})}).then(r => r.status)""",
+        aid,
+    )
+    assert done == 201
+    page.reload()  # through the worker, which caches this page with 08:00 done
+    expect(page.locator("#slots > li").first).to_contain_text("Done")
+
+    tomorrow = datetime.fromisoformat(today_local() + "T09:00:00").replace(
+        tzinfo=ZoneInfo(TZ)
+    ) + timedelta(days=1)
+    page.clock.install(time=tomorrow)
+    phone.set_offline(True)
+    response = page.reload()
+    assert response is not None and response.from_service_worker
+    slots = page.locator("#slots > li")
+    expect(slots.first).to_contain_text(
+        "Up next"
+    )  # rebuilt for tomorrow from the cached assignment
+    expect(slots).to_have_count(2)
+    expect(page.locator("#slots")).not_to_contain_text("Done")
+
+
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+
+
+def test_iphone_safari_explains_add_to_home_screen_and_gives_the_app_a_code(
+    browser: Browser, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    safari = browser.new_context(base_url=server.url, user_agent=IPHONE, **PHONE)
+    page = safari.new_page()
+    join_by_link(page, who)
+    help = page.locator("#main [data-ios-install]")
+    expect(help).to_be_visible()
+    expect(help).to_contain_text("Add to Home Screen")
+    expect(help).to_contain_text("only way to get reminders")
+    help.get_by_role("button", name="Get a code for the Home Screen app").click()
+    code = page.locator(".pa-code").inner_text()
+    safari.close()
+
+    installed = browser.new_context(
+        base_url=server.url, user_agent=IPHONE, **PHONE
+    )  # cookies of its own
+    installed.add_init_script("Object.defineProperty(navigator, 'standalone', {get: () => true});")
+    app = installed.new_page()
+    app.goto("/app")
+    expect(app).to_have_url(server.url + "/app/join")
+    app.get_by_role("textbox", name="Your code").fill(code)
+    app.get_by_role("button", name="Open my exercises").click()
+    expect(app).to_have_url(server.url + "/app")
+    expect(app.locator("#slots > li")).to_have_count(2)
+    expect(app.locator("[data-ios-install]")).to_be_hidden()
+    installed.close()
+
+
+# --- installability, accessibility, small screens -----------------------------------------
+
+
+def test_the_manifest_passes_chromiums_installability_check(
+    pw: Playwright, server: LiveServer, tmp_path: Path
+) -> None:
+    context = pw.chromium.launch_persistent_context(
+        tmp_path / "profile",
+        executable_path=CHROMIUM,
+        args=ARGS,
+        headless=True,
+        base_url=server.url,
+        **PHONE,
+    )
+    try:
+        page = context.new_page()
+        page.goto("/app/join")
+        cdp = context.new_cdp_session(page)
+        last: list[Any] = []
+
+        def installable() -> bool:
+            last[:] = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+            return last == []
+
+        poll(installable, what=f"no installability errors, not {last}", sleep=page_poll(page))
+        manifest = cdp.send("Page.getAppManifest")
+        assert manifest["url"].endswith("/manifest.webmanifest") and not manifest["errors"]
+    finally:
+        context.close()
+
+
+def axe_violations(page: Page, *, only: list[str] | None = None) -> list[str]:
+    # Not add_script_tag: the app's CSP refuses inline scripts; evaluate goes around it.
+    if not page.evaluate("() => typeof axe !== 'undefined'"):
+        page.evaluate(AXE_SOURCE)
+    options: dict[str, Any] = {"resultTypes": ["violations"]}
+    if only:
+        options["runOnly"] = {"type": "rule", "values": only}
+    result = page.evaluate("options => axe.run(document, options)", options)
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def patient_pages(who: dict[str, Any]) -> list[str]:
+    aid = who["assignment"]["id"]
+    return ["/app", f"/app/routine/{aid}", "/app/history", "/app/settings"]
+
+
+@pytest.mark.skipif(not AXE.exists(), reason="needs axe-core (make axe)")
+def test_axe_finds_nothing_serious_on_any_patient_page(
+    browser: Browser, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    used = clinic.invite(who["patient"]["id"])
+    problems: dict[str, list[str]] = {}
+    for scheme in ("light", "dark"):
+        # Every rule in light mode; in dark mode only what the colours change.
+        only = ["color-contrast", "link-in-text-block"] if scheme == "dark" else None
+        context = browser.new_context(base_url=server.url, color_scheme=scheme, **PHONE)
+        page = context.new_page()
+        page.goto(used["url"])  # spends it
+        context.clear_cookies()
+        page.goto(used["url"])
+        expect(page.get_by_role("heading", level=1)).to_have_text("This link no longer works")
+        problems[f"{scheme} expired link"] = axe_violations(page, only=only)
+        page.goto("/app/join")
+        problems[f"{scheme} /app/join"] = axe_violations(page, only=only)
+        page.goto(
+            who["invite"]["url"]
+            if scheme == "light"
+            else clinic.invite(who["patient"]["id"])["url"]
+        )
+        for path in patient_pages(who):
+            page.goto(path)
+            problems[f"{scheme} {path}"] = axe_violations(page, only=only)
+        page.goto(f"/app/routine/{who['assignment']['id']}")
+        page.get_by_role("button", name="Start exercises").click()
+        problems[f"{scheme} player exercise"] = axe_violations(page, only=only)
+        for _ in range(2):
+            page.get_by_role("button", name="Skip", exact=True).click()
+        problems[f"{scheme} player finish"] = axe_violations(page, only=only)
+        context.close()
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+AXE_SOURCE = AXE.read_text() if AXE.exists() else ""
+TOO_SMALL = """() => [...document.querySelectorAll('a, button, input, select, textarea, summary')]
+  .filter(el => el.offsetParent !== null && !el.closest('p'))
+  .map(el => el.closest('label') || el)  // a check box is tapped through its label
+  .map(el => [el, el.getBoundingClientRect()])
+  .filter(([el, r]) => r.width > 0 && r.right > 0 && (r.width < 44 || r.height < 44))
+  .map(([el, r]) => `${el.tagName}#${el.id}.${el.className} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def test_small_phone_no_horizontal_scroll_big_tap_targets_and_200_percent_text(
+    browser: Browser, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    context = browser.new_context(base_url=server.url, **SMALL_PHONE)
+    page = context.new_page()
+    join_by_link(page, who)
+    found: dict[str, Any] = {}
+    for path in [
+        "/app/join",
+        *patient_pages(who),
+        f"/app/routine/{who['assignment']['id']}#exercise",
+    ]:
+        page.goto(path)
+        if path.endswith("#exercise"):
+            page.get_by_role("button", name="Start exercises").click()
+            page.locator("#t-toggle").evaluate(
+                "b => { b.textContent = 'Next exercise'; }"
+            )  # its longest label
+        for size in ("100%", "200%"):
+            page.evaluate("size => { document.documentElement.style.fontSize = size; }", size)
+            if page.evaluate(OVERFLOW) > 0:
+                found[f"{path} at {size}: horizontal scroll"] = page.evaluate(OVERFLOW)
+        page.evaluate("() => { document.documentElement.style.fontSize = ''; }")
+        small = page.evaluate(TOO_SMALL)
+        if small:
+            found[f"{path}: small tap targets"] = small
+    context.close()
+    assert found == {}
