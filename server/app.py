@@ -24,7 +24,7 @@ from .db import Database, migrate
 from .push import PushSender, load_or_create_vapid_keys, make_client_session
 from .scheduler import Scheduler
 from .errors import AppError
-from .routes import api, pages, patient_api, patient_pages, push_api, pwa
+from .routes import api, insight, pages, patient_api, patient_pages, push_api, pwa
 from .security import CookieSigner, CrossOriginProtection
 from .web import (
     STATIC_DIR,
@@ -93,6 +93,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         *patient_pages.routes,
         *pwa.routes,
         *push_api.routes,
+        *insight.routes,
         *pages.routes,
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

@@ -85,6 +85,13 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str | None]] = {
     ("DELETE", "/api/assignments/{id}"): ("End an assignment now", None),
     ("GET", "/api/patients/{id}/sessions"): ("List clinic sessions", None),
     ("POST", "/api/patients/{id}/sessions"): ("Record a clinic session", "ClinicSession"),
+    ("GET", "/api/patients/{id}/progress"): (
+        "The last days (days=28): slots due and done per day, adherence, streak, pain, clinic sessions, flags", None),
+    ("GET", "/api/patients/{id}/completions.csv"): ("Every completion as CSV (formula-safe)", None),
+    ("GET", "/api/me/calendar.ics"): ("The homework times as iCalendar", None),
+    ("GET", "/api/me/calendar-feed"): ("Whether a subscribable calendar URL is active", None),
+    ("POST", "/api/me/calendar-feed"): ("Make a subscribable calendar URL (201 {url}, shown once; revokes older ones)", None),
+    ("DELETE", "/api/me/calendar-feed"): ("Revoke the subscribable calendar URL", None),
 }
 
 

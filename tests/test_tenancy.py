@@ -52,11 +52,15 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/routines/{routine}", {"action": "save", "name": "R3"}),
     ("GET", "/exercises", None),
     ("POST", "/exercises", {"name": "Mine", "sides": "none"}),
+    ("GET", "/api/patients/{patient}/progress", None),
+    ("GET", "/api/patients/{patient}/completions.csv", None),
+    ("GET", "/assignments/{assignment}/print", None),
 ]
 
 # Routes that are public or belong to the patient side (tested in their own files).
 NOT_PRACTITIONER = ("/api/auth/", "/login", "/logout", "/static", "/openapi.json", "/api/me", "/api/join",
-                    "/join/", "/app", "/manifest.webmanifest", "/sw.js", "/api/push/public-key", "/healthz")
+                    "/join/", "/app", "/manifest.webmanifest", "/sw.js", "/api/push/public-key", "/healthz",
+                    "/calendar/")
 OWNED = ("{patient}", "{routine}", "{assignment}", "{device}")
 
 

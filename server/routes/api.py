@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import assignments, clinic_sessions, devices, exercises, invites, patients, practitioners, routines
+from .. import assignments, clinic_sessions, devices, exercises, insight, invites, patients, practitioners, routines
 from ..validate import SIDES, Input
 from ..web import SESSION_COOKIE, ctx, current_practitioner, json, no_content, path_id, read_json, set_cookie
 
@@ -178,8 +178,10 @@ async def delete_routine(request: Request) -> Response:
 async def list_patients(request: Request) -> Response:
     me = await current_practitioner(request)
     archived = request.query_params.get("archived") in ("1", "true")
-    found = await patients.list_for(ctx(request).db, me.id, archived=archived)
-    return json({"patients": [p.public() for p in found]})
+    c = ctx(request)
+    found = await patients.list_for(c.db, me.id, archived=archived)
+    insights = await insight.for_patients(c.db, found, now=c.now())
+    return json({"patients": [{**p.public(), **insights[p.id].public()} for p in found]})
 
 
 async def create_patient(request: Request) -> Response:

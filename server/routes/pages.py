@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import assignments, clinic_sessions, devices, exercises, invites, patients, practitioners, routines
+from .. import assignments, charts, clinic_sessions, devices, exercises, insight, invites, patients, practitioners, routines
 from ..clock import local_date
+from ..db import Database
 from ..errors import BadRequest, TooManyRequests, Unauthorized
 from ..validate import DAYS, SIDES
 from ..web import SESSION_COOKIE, ctx, current_practitioner, path_id, read_form, render, set_cookie
@@ -84,12 +86,22 @@ async def home(request: Request) -> Response:
 async def patient_list(request: Request, errors: dict[str, str] | None = None, status: int = 200) -> Response:
     me = await current_practitioner(request)
     c = ctx(request)
+    now = c.now()
     show_archived = request.query_params.get("archived") == "1"
+    by_name = request.query_params.get("sort") == "name"
     found = await patients.list_for(c.db, me.id, archived=show_archived)
+    insights = await insight.for_patients(c.db, found, now=now)
+    if not by_name:
+        found.sort(key=lambda p: insight.attention_key(p.name, insights[p.id]))
+    rows = [
+        {"patient": p, "insight": insights[p.id], "last": insight.when_text(insights[p.id].last_completed_at, p.timezone, now)}
+        for p in found
+    ]
     return await page(
         request,
         "patients.html",
-        {"patients": found, "archived": show_archived, "errors": errors or {}},
+        {"rows": rows, "archived": show_archived, "by_name": by_name, "errors": errors or {},
+         "attention": sum(1 for i in insights.values() if i.flags)},
         status,
     )
 
@@ -112,17 +124,44 @@ async def patient_detail(request: Request, extra: dict[str, Any] | None = None, 
     me = await current_practitioner(request)
     c = ctx(request)
     patient = await patients.get(c.db, me.id, path_id(request))
+    sessions = await clinic_sessions.list_for(c.db, patient.id)
     values: dict[str, Any] = {
         "patient": patient,
         "assignments": await assignments.list_for_patient(c.db, me.id, patient.id),
-        "sessions": await clinic_sessions.list_for(c.db, patient.id),
+        "sessions": sessions,
         "devices": await devices.list_for_patient(c.db, patient.id),
         "today": local_date(c.now(), patient.timezone).isoformat(),
         "errors": {},
         "invite": None,
+        **await _progress(c.db, patient, sessions, c.now()),
     }
     values.update(extra or {})
     return await page(request, "patient.html", values, status)
+
+
+async def _progress(db: Database, patient: patients.Patient, sessions: list[clinic_sessions.ClinicSession],
+                    now: datetime) -> dict[str, Any]:
+    """The patient page's progress card: summary, the 28-day calendar and pain since treatment began."""
+    span = min(await insight.history_days(db, patient, now=now), 366)
+    found = await insight.progress(db, patient, sessions, days=span, now=now)
+    month = found.days[-insight.WINDOW_DAYS:]
+    rate, done, due = insight.adherence(month)
+    first = found.first
+    cal_label = (f"Calendar of the last {len(month)} days: {done} of {due} scheduled routines done."
+                 if due else f"Calendar of the last {len(month)} days: nothing scheduled.")
+    pain_label = (f"Pain from 0 to 10, before and after stretching, {insight.short_date(first)} to"
+                  f" {insight.short_date(found.last)}, with {len(found.sessions)} clinic sessions marked.")
+    return {
+        "progress": found,
+        "pain_since": insight.short_date(first, found.last),
+        "month": month,
+        "month_rate": rate,
+        "last_done": insight.when_text(found.insight.last_completed_at, patient.timezone, now),
+        "calendar_svg": Markup(charts.calendar(month, today=found.last.isoformat(), label=cal_label)),
+        "pain_svg": Markup(charts.pain(found.ratings, sessions, first=first, last=found.last, label=pain_label)),
+        "pain_rows": charts.pain_table(found.ratings, sessions, first=first, last=found.last),
+        "day_rows": [(charts.day_label(d), charts.day_done(d, found.last.isoformat())) for d in reversed(month)],
+    }
 
 
 async def patient_update(request: Request) -> Response:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import completions, devices
+from .. import completions, devices, insight
 from ..errors import BadRequest, Unauthorized
 from ..web import client_address, ctx, current_patient, json, no_content, path_id, read_json, set_cookie
 
@@ -98,7 +98,9 @@ async def create_completion(request: Request) -> Response:
     completion, created = await completions.record(
         c.db, patient_id=me.patient_id, timezone=me.timezone, client_id=client_id, now=c.now(), **fields
     )
-    return json(completion.public(), status=201 if created else 200)
+    # Pain high or sharply up after stretching: the app shows stop-and-call advice (null otherwise).
+    safety = insight.safety_advice(completion.pain_before, completion.pain_after)
+    return json({**completion.public(), "safety": safety}, status=201 if created else 200)
 
 
 async def history(request: Request) -> Response:
