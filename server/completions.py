@@ -12,7 +12,7 @@ from . import assignments
 from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row
 from .errors import BadRequest, NotFound
-from .schedule import DayTally, Plan, nearest_open_slot, slot_times, streak, tally
+from .schedule import DayTally, Plan, current_streak, nearest_open_slot, slot_times, streak, tally
 
 STREAK_LOOKBACK_DAYS = 90
 # A phone's clock may run a little ahead; a completion further in the future is a mistake.
@@ -87,11 +87,11 @@ async def today(db: Database, *, patient_id: int, timezone: str, joined_at: str 
         if times and row["note"] and row["ended_at"] is None:
             notes.append({"assignment_id": plan.id, "routine": row["routine_name"], "note": row["note"]})
     slots.sort(key=lambda s: (s["time"], s["assignment_id"]))
-    tallies = tally(map(_plan, rows), done, first, day, timezone, not_before=_joined(joined_at, timezone))
+    streak_days = current_streak(map(_plan, rows), done, first, day, timezone, not_before=_joined(joined_at, timezone))
     return {
         "date": day.isoformat(),
         "slots": slots,
-        "streak_days": streak(tallies, day.isoformat()),
+        "streak_days": streak_days,
         "notes": notes,
     }
 
@@ -196,7 +196,7 @@ async def history(
     return {
         "from": first.isoformat(),
         "to": last.isoformat(),
-        "days": [asdict(t) for t in tallies],
+        "days": [t._asdict() for t in tallies],
         "completions": completions,
         "scheduled": scheduled,
         "completed": completed,

@@ -66,3 +66,21 @@ def test_streak() -> None:
     assert streak([d("1", 2, 2), d("2", 0, 0), d("3", 1, 1)], "3") == 2  # a rest day neither breaks nor counts
     assert streak([d("1", 1, 0), d("2", 1, 0)], "2") == 0
     assert streak([], "2") == 0
+
+
+def test_current_streak_agrees_with_streak_of_tally() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        plans = [Plan(i, f"2026-02-{rng.randint(1, 20):02d}", rng.choice([None, f"2026-03-{rng.randint(1, 28):02d}"]),
+                      rng.randint(1, 127), tuple(sorted(rng.sample(["07:00", "12:00", "19:30"], rng.randint(1, 3)))),
+                      rng.choice([None, None, f"2026-03-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"]))
+                 for i in range(rng.randint(0, 3))]
+        done = {(p.id, f"2026-{m:02d}-{d:02d}"): set(p.times if rng.random() < 0.85 else p.times[:1])
+                for p in plans for m in (2, 3) for d in range(1, 29)}
+        first, last = date(2026, 1, 1), date(2026, 3, rng.randint(1, 28))
+        joined = rng.choice([None, date(2026, 2, rng.randint(1, 28))])
+        expected = streak(tally(plans, done, first, last, "Europe/Berlin", not_before=joined), last.isoformat())
+        from server.schedule import current_streak
+        assert current_streak(plans, done, first, last, "Europe/Berlin", not_before=joined) == expected
