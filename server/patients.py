@@ -86,6 +86,17 @@ async def update(
             ),
         )
         if timezone is not None and timezone != current.timezone:
-            # Reminder times are local: the scheduler must plan this patient's slots afresh.
-            await tx.execute("UPDATE assignments SET needs_plan = 1 WHERE patient_id = ? AND ended_at IS NULL", (patient_id,))
+            await _replan(tx, patient_id)
         return await get(tx, practitioner_id, patient_id)
+
+
+async def set_timezone(db: Database, patient_id: int, timezone: str) -> None:
+    """Change the time zone (the patient's own setting) and replan their reminders."""
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE patients SET timezone = ? WHERE id = ?", (timezone, patient_id))
+        await _replan(tx, patient_id)
+
+
+async def _replan(tx: Transaction, patient_id: int) -> None:
+    # Reminder times are local: the scheduler must plan this patient's slots afresh.
+    await tx.execute("UPDATE assignments SET needs_plan = 1 WHERE patient_id = ? AND ended_at IS NULL", (patient_id,))

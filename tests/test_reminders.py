@@ -119,6 +119,8 @@ def test_subscription_upsert_validate_and_delete(harness: Harness, service: Push
         assert response.status_code == 400, (bad, response.text)
         assert field in response.json()["error"]["fields"], (field, response.json())
     assert harness.client.get("/api/me/reminders", headers=p.me).json()["enabled"] is True
+    me = harness.client.get("/api/me", headers=p.me).json()
+    assert me["reminders"] == {"enabled": True, "quiet_start": "21:30", "quiet_end": "07:30", "nudges": True, "devices": 1}
     assert harness.client.request("DELETE", "/api/me/push-subscriptions", headers=p.me,
                                   json={"endpoint": p.endpoint}).status_code == 204
     assert harness.client.get("/api/me/reminders", headers=p.me).json()["enabled"] is False

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import completions, devices, insight
+from .. import completions, devices, patients, reminders, insight
 from ..errors import BadRequest, Unauthorized
 from ..web import client_address, ctx, current_patient, json, no_content, path_id, read_json, set_cookie
 
@@ -41,7 +41,9 @@ async def join(request: Request) -> Response:
 
 async def get_me(request: Request) -> Response:
     me = await current_patient(request)
-    return json({"patient": patient_public(me), "reminders": {"enabled": False}})
+    c = ctx(request)
+    settings = await reminders.settings_for(c.db, me.patient_id)
+    return json({"patient": patient_public(me), "reminders": settings.public()})
 
 
 async def patch_me(request: Request) -> Response:
@@ -50,8 +52,9 @@ async def patch_me(request: Request) -> Response:
     data = await read_json(request)
     timezone = data.timezone("timezone")
     data.check()
-    await c.db.execute("UPDATE patients SET timezone = ? WHERE id = ?", (timezone, me.patient_id))
-    return json({"patient": {**patient_public(me), "timezone": timezone}, "reminders": {"enabled": False}})
+    await patients.set_timezone(c.db, me.patient_id, timezone)
+    settings = await reminders.settings_for(c.db, me.patient_id)
+    return json({"patient": {**patient_public(me), "timezone": timezone}, "reminders": settings.public()})
 
 
 async def sign_out(request: Request) -> Response:
