@@ -156,6 +156,25 @@ async def current_practitioner(request: Request) -> Practitioner:
     return practitioner
 
 
+async def sign_in(request: Request, response: Response, practitioner: Practitioner) -> Response:
+    """Start a browser session for practitioner and put its signed cookie on response."""
+    c = ctx(request)
+    token = await practitioners.start_session(c.db, practitioner, now=c.now())
+    max_age = int(practitioners.SESSION_LIFETIME.total_seconds())
+    set_cookie(response, c.settings, SESSION_COOKIE, c.session_signer.sign(token), max_age)
+    return response
+
+
+async def sign_out(request: Request, response: Response) -> Response:
+    """End the browser session on the server and drop its cookie."""
+    c = ctx(request)
+    token = c.session_signer.unsign(request.cookies.get(SESSION_COOKIE))
+    if token:
+        await practitioners.end_session(c.db, token)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
 def set_cookie(response: Response, settings: Settings, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name, value, max_age=max_age, httponly=True, samesite="lax", secure=settings.secure_cookies, path="/"

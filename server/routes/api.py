@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from .. import assignments, clinic_sessions, devices, exercises, insight, invites, patients, practitioners, routines
 from ..validate import SIDES, Input
-from ..web import SESSION_COOKIE, ctx, current_practitioner, json, no_content, path_id, read_json, set_cookie
+from ..web import ctx, current_practitioner, json, no_content, path_id, read_json, sign_in, sign_out
 
 
 async def login(request: Request) -> Response:
@@ -20,21 +20,11 @@ async def login(request: Request) -> Response:
     password = data.text("password", max_len=1024)
     data.check()
     practitioner = await practitioners.authenticate(c.db, email=email, password=password, now=c.now())
-    token = await practitioners.start_session(c.db, practitioner, now=c.now())
-    response = json({"practitioner": practitioner.public()})
-    max_age = int(practitioners.SESSION_LIFETIME.total_seconds())
-    set_cookie(response, c.settings, SESSION_COOKIE, c.session_signer.sign(token), max_age)
-    return response
+    return await sign_in(request, json({"practitioner": practitioner.public()}), practitioner)
 
 
 async def logout(request: Request) -> Response:
-    c = ctx(request)
-    token = c.session_signer.unsign(request.cookies.get(SESSION_COOKIE))
-    if token:
-        await practitioners.end_session(c.db, token)
-    response = no_content()
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
+    return await sign_out(request, no_content())
 
 
 async def create_token(request: Request) -> Response:

@@ -15,7 +15,7 @@ from ..clock import local_date
 from ..db import Database
 from ..errors import BadRequest, TooManyRequests, Unauthorized
 from ..validate import DAYS, SIDES
-from ..web import SESSION_COOKIE, ctx, current_practitioner, path_id, read_form, render, set_cookie
+from ..web import ctx, current_practitioner, path_id, read_form, render, sign_in, sign_out
 from .api import assignment_fields, exercise_fields
 
 COMMON_ZONES = (
@@ -59,21 +59,11 @@ async def login_submit(request: Request) -> Response:
     except (BadRequest, Unauthorized, TooManyRequests) as exc:
         values = {"next": next_url, "errors": {"form": exc.message}, "email": email or ""}
         return render(request, "login.html", values, status=exc.status)
-    token = await practitioners.start_session(c.db, me, now=c.now())
-    response = redirect(next_url)
-    max_age = int(practitioners.SESSION_LIFETIME.total_seconds())
-    set_cookie(response, c.settings, SESSION_COOKIE, c.session_signer.sign(token), max_age)
-    return response
+    return await sign_in(request, redirect(next_url), me)
 
 
 async def logout_submit(request: Request) -> Response:
-    c = ctx(request)
-    token = c.session_signer.unsign(request.cookies.get(SESSION_COOKIE))
-    if token:
-        await practitioners.end_session(c.db, token)
-    response = redirect("/login")
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
+    return await sign_out(request, redirect("/login"))
 
 
 async def home(request: Request) -> Response:
