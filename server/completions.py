@@ -12,9 +12,10 @@ from . import assignments
 from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row
 from .errors import BadRequest, NotFound
-from .schedule import DayTally, Plan, current_streak, nearest_open_slot, slot_times, streak, tally
+from .schedule import DayTally, Plan, current_streak, nearest_open_slot, slot_times, streak, tally, walk_streak
 
 STREAK_LOOKBACK_DAYS = 90
+STREAK_FIRST_READ_DAYS = 14
 # A phone's clock may run a little ahead; a completion further in the future is a mistake.
 FUTURE_SLACK = timedelta(minutes=10)
 
@@ -51,18 +52,23 @@ def _plan(row: Row) -> Plan:
 
 
 async def _plans_and_done(db: Database, patient_id: int, since: date) -> tuple[list[Row], dict[tuple[int, str], set[str]]]:
+    """The patient's assignments still running on or after since, and the slots done since then.
+
+    One query (each aiosqlite call is a thread hop): every assignment row carries its done
+    slots as a JSON list of "date time", read through the (assignment_id, local_date) index.
+    """
     rows = await db.fetchall(
-        "SELECT id, routine_name, item_count, estimated_minutes, start_date, end_date, days, times, note, ended_at"
-        " FROM assignments WHERE patient_id = ? AND (end_date IS NULL OR end_date >= ?)",
+        "SELECT id, routine_name, item_count, estimated_minutes, start_date, end_date, days, times, note, ended_at,"
+        " (SELECT json_group_array(c.local_date || ' ' || c.slot_time) FROM completions c"
+        "  WHERE c.assignment_id = a.id AND c.local_date >= ?2 AND c.slot_time IS NOT NULL) AS done"
+        " FROM assignments a WHERE patient_id = ?1 AND (end_date IS NULL OR end_date >= ?2)",
         (patient_id, since.isoformat()),
     )
     done: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for r in await db.fetchall(
-        "SELECT assignment_id, local_date, slot_time FROM completions"
-        " WHERE patient_id = ? AND local_date >= ? AND slot_time IS NOT NULL",
-        (patient_id, since.isoformat()),
-    ):
-        done[(r["assignment_id"], r["local_date"])].add(r["slot_time"])
+    for r in rows:
+        for entry in json.loads(r["done"]):
+            day, _, hhmm = entry.partition(" ")
+            done[(r["id"], day)].add(hhmm)
     return rows, done
 
 
@@ -73,8 +79,15 @@ def _joined(joined_at: str | None, tz: str) -> date | None:
 async def today(db: Database, *, patient_id: int, timezone: str, joined_at: str | None, now: datetime) -> dict[str, Any]:
     """Today's slots in the patient's zone, done or not, with the streak and the practitioner's notes."""
     day = local_date(now, timezone)
-    first = day - timedelta(days=STREAK_LOOKBACK_DAYS)
+    # Most streaks are short: read two weeks, and the full look-back only when the streak reaches past them.
+    first = day - timedelta(days=STREAK_FIRST_READ_DAYS)
     rows, done = await _plans_and_done(db, patient_id, first)
+    joined = _joined(joined_at, timezone)
+    streak_days, unbroken = walk_streak(map(_plan, rows), done, first, day, timezone, not_before=joined)
+    if unbroken:
+        first = day - timedelta(days=STREAK_LOOKBACK_DAYS)
+        rows, done = await _plans_and_done(db, patient_id, first)
+        streak_days = current_streak(map(_plan, rows), done, first, day, timezone, not_before=joined)
     slots = []
     notes = []
     for row in rows:
@@ -87,7 +100,6 @@ async def today(db: Database, *, patient_id: int, timezone: str, joined_at: str 
         if times and row["note"] and row["ended_at"] is None:
             notes.append({"assignment_id": plan.id, "routine": row["routine_name"], "note": row["note"]})
     slots.sort(key=lambda s: (s["time"], s["assignment_id"]))
-    streak_days = current_streak(map(_plan, rows), done, first, day, timezone, not_before=_joined(joined_at, timezone))
     return {
         "date": day.isoformat(),
         "slots": slots,

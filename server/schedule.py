@@ -127,6 +127,19 @@ def current_streak(
     not_before: date | None = None,
 ) -> int:
     """streak(tally(...), last) walking back from last, so only the days the streak reaches are counted."""
+    return walk_streak(plans, done, first, last, tz, not_before=not_before)[0]
+
+
+def walk_streak(
+    plans: Iterable[Plan],
+    done: Mapping[tuple[int, str], set[str]],
+    first: date,
+    last: date,
+    tz: str,
+    *,
+    not_before: date | None = None,
+) -> tuple[int, bool]:
+    """(current_streak, whether it ran unbroken back to first) -- then days before first might extend it."""
     prepared = _prepare(plans)
     earliest = min((start for _, start, _ in prepared), default=last + _ONE_DAY)
     floor = max(first, earliest, not_before or first)
@@ -138,9 +151,9 @@ def current_streak(
             if completed >= scheduled:
                 count += 1
             elif day != last:
-                break
+                return count, False
         day -= _ONE_DAY
-    return count
+    return count, floor == first
 
 
 _ONE_DAY = timedelta(days=1)

@@ -209,3 +209,17 @@ def test_patient_routes_need_a_device(harness: Harness, setup: dict[str, Any]) -
         for headers in ({}, doc["bearer"], doc["cookie"], {"Cookie": "hw_device=forged.value"}):
             response = harness.client.request(method, path, headers=headers, json={})
             assert response.status_code == 401, (method, path, headers)
+
+
+def test_a_streak_longer_than_the_first_read_is_counted_in_full(harness: Harness, clock: Clock) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patient = harness.patient(doc)
+    assignment = harness.assignment(doc, patient["id"], harness.routine(doc)["id"], times=["08:00"])
+    me = {"Cookie": harness.join(doc, patient["id"])}
+    for n in range(20):
+        day = f"2026-03-{2 + n:02d}"
+        response = complete(harness, me, assignment["id"], client_id=f"streak-{n:04d}", date=day, time="08:00")
+        assert response.status_code == 201, response.text
+        clock.advance(days=1)
+    assert harness.client.get("/api/me/today", headers=me).json()["streak_days"] == 20
+    assert harness.client.get("/api/me/history?days=28", headers=me).json()["streak_days"] == 20
