@@ -11,6 +11,12 @@ Errors, all `ValueError`s raised for input we refuse:
     └── PayloadTooLarge       a payload over one aes128gcm record (has .size)
 
 Delivery failures are not exceptions: they are `PushResult`s.
+
+A per-origin circuit breaker keeps one dead push service from holding a whole batch:
+after `breaker_threshold` consecutive timeouts, connection errors or 5xx answers from an
+origin, messages to it fail at once (error `CIRCUIT_OPEN`, no request) for
+`breaker_cooldown` seconds, and retries in flight to it stop; then one probe request is
+let through, and its success closes the circuit (its failure opens it again).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from webpush import WebPush  # type: ignore[import-untyped]
 from yarl import URL
 
 __all__ = [
+    "CIRCUIT_OPEN",
     "DEFAULT_PUSH_ORIGINS",
     "MAX_PLAINTEXT_BYTES",
     "URGENCIES",
@@ -90,6 +97,8 @@ VAPID_REFRESH_MARGIN: Final = 3600
 
 MAX_ENDPOINT_LENGTH: Final = 2048
 _ERROR_TEXT_LIMIT: Final = 300
+# PushResult.error of a message not sent because its push service's circuit is open.
+CIRCUIT_OPEN: Final = "push service unavailable (circuit open)"
 # send_many yields to the event loop after this many messages serialised or tasks started.
 _BATCH_STEP: Final = 128
 
@@ -219,7 +228,8 @@ def _load_private_key(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
     """Parse a PEM private key and insist on P-256, the only curve VAPID allows."""
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError(f"{where} is not a P-256 private key")
+        # A bad key file is a bad value, and callers catch ValueError for configuration errors.
+        raise ValueError(f"{where} is not a P-256 private key")  # noqa: TRY004
     return key
 
 
@@ -578,6 +588,17 @@ class _Outcome:
     retry_after: str | None
 
 
+class _Breaker:
+    """One origin's circuit: closed, open (opened_at within the cool-down) or half-open."""
+
+    __slots__ = ("failures", "opened_at", "probing")
+
+    def __init__(self) -> None:
+        self.failures = 0  # consecutive timeouts, connection errors and 5xx answers
+        self.opened_at: float | None = None  # None: closed
+        self.probing = False  # half-open and the one probe request is out
+
+
 class PushSender:
     """Send PushMessages with VAPID, bounded concurrency and retries."""
 
@@ -597,9 +618,13 @@ class PushSender:
         backoff_base: float = 1.0,
         max_backoff: float = 60.0,
         max_retry_delay: float = 300.0,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 60.0,
     ) -> None:
         if concurrency < 1 or max_tries < 1 or timeout <= 0:
             raise ValueError("concurrency and max_tries must be at least 1 and timeout positive")
+        if breaker_threshold < 1 or breaker_cooldown < 0:
+            raise ValueError("breaker_threshold must be at least 1 and breaker_cooldown >= 0")
         self._subject = validate_subject(subject)
         self._private_key = _load_private_key(keys.private_pem, "VAPID private key")
         if application_server_key(self._private_key.public_key()) != keys.application_server_key:
@@ -619,6 +644,9 @@ class PushSender:
         self._backoff_base = backoff_base
         self._max_backoff = max_backoff
         self._max_retry_delay = max_retry_delay
+        self._breaker_threshold = breaker_threshold
+        self._breaker_cooldown = breaker_cooldown
+        self._breakers: dict[str, _Breaker] = {}
         self._vapid_cache: dict[str, tuple[str, float]] = {}
         self._random = random.Random()
         self.signatures = 0  # VAPID tokens signed so far, for tests and metrics
@@ -665,8 +693,17 @@ class PushSender:
         origin_limit = self._origin_limits.get(origin)
         if origin_limit is None:
             origin_limit = self._origin_limits[origin] = asyncio.Semaphore(self._origin_limit_size)
+        breaker = self._breakers.get(origin)
+        if breaker is None:
+            breaker = self._breakers[origin] = _Breaker()
         for attempt in range(1, self._max_tries + 1):
+            if self._circuit_refuses(breaker):
+                # Checked before queueing for a slot and again once we hold one: a message
+                # queued behind requests that are timing out must not wait for them.
+                return _circuit_open(attempts)
             async with origin_limit, self._limit:
+                if self._circuit_refuses(breaker):
+                    return _circuit_open(attempts)
                 if body is None:
                     try:
                         body = encrypt_payload(plaintext, message.subscription)
@@ -678,10 +715,19 @@ class PushSender:
                         return PushResult(
                             False, True, None, attempts, f"invalid subscription: {exc}"
                         )
-                ttl = max(0, message.ttl - int(self._clock() - started))
-                outcome = await self._post(
-                    endpoint, body, build_headers(message, ttl, origin, self._vapid(origin))
-                )
+                probe = breaker.opened_at is not None  # half-open: this request is the probe
+                if probe:
+                    breaker.probing = True
+                    logger.info("push to %s: cool-down over, sending one probe", origin)
+                try:
+                    ttl = max(0, message.ttl - int(self._clock() - started))
+                    outcome = await self._post(
+                        endpoint, body, build_headers(message, ttl, origin, self._vapid(origin))
+                    )
+                    self._record(origin, breaker, outcome.status)
+                finally:
+                    if probe:
+                        breaker.probing = False  # also when cancelled: let another probe go
             attempts.append(
                 Attempt(outcome.status, outcome.error, datetime.fromtimestamp(self._clock(), UTC))
             )
@@ -704,6 +750,8 @@ class PushSender:
             # 429, 5xx, timeout or connection error: worth another try.
             if attempt == self._max_tries:
                 break
+            if self._circuit_refuses(breaker):
+                return _circuit_open(attempts)  # the origin is down: do not wait to retry
             delay = self._retry_delay(attempt, outcome.retry_after)
             if delay > self._max_retry_delay:
                 logger.warning(
@@ -759,6 +807,42 @@ class PushSender:
             reason = getattr(exc, "strerror", None)
             return _Outcome(None, type(exc).__name__ + (f": {reason}" if reason else ""), None)
 
+    def _circuit_refuses(self, breaker: _Breaker) -> bool:
+        """True while the origin's circuit is open, or half-open with its probe out."""
+        if breaker.opened_at is None:
+            return False
+        now = self._clock()
+        # A clock set back (now < opened_at) ends the cool-down rather than stretching it.
+        if breaker.opened_at <= now < breaker.opened_at + self._breaker_cooldown:
+            return True
+        return breaker.probing
+
+    def _record(self, origin: str, breaker: _Breaker, status: int | None) -> None:
+        """Count a timeout, connection error or 5xx against origin; any other answer resets."""
+        if status is not None and status < 500:
+            # The host answered (even 4xx or 429 shows it is up): close the circuit.
+            if breaker.opened_at is not None:
+                logger.warning("push to %s: service answered again, circuit closed", origin)
+            breaker.failures = 0
+            breaker.opened_at = None
+            return
+        breaker.failures += 1
+        if breaker.failures < self._breaker_threshold:
+            return
+        now = self._clock()
+        if breaker.opened_at is not None and breaker.opened_at <= now < (
+            breaker.opened_at + self._breaker_cooldown
+        ):
+            return  # already open: late failures of earlier requests do not extend it
+        breaker.opened_at = now
+        logger.warning(
+            "push to %s: %d failures in a row (%s), circuit open for %.0f s",
+            origin,
+            breaker.failures,
+            status or "no answer",
+            self._breaker_cooldown,
+        )
+
     def _retry_delay(self, attempt: int, retry_after: str | None) -> float:
         """Return the wait before the next try: jittered exponential backoff, >= Retry-After."""
         backoff = min(self._max_backoff, self._backoff_base * 2.0 ** (attempt - 1))
@@ -785,6 +869,11 @@ class PushSender:
         self._vapid_cache[origin] = (header, expires - VAPID_REFRESH_MARGIN)
         self.signatures += 1
         return header
+
+
+def _circuit_open(attempts: list[Attempt]) -> PushResult:
+    """The result of a message not (or no longer) sent because its origin's circuit is open."""
+    return PushResult(False, False, None, attempts, CIRCUIT_OPEN)
 
 
 def _parse_retry_after(value: str, now: float) -> float | None:

@@ -27,6 +27,7 @@ from webpush.vapid import VAPID  # type: ignore[import-untyped]
 
 from server import push
 from server.push import (
+    CIRCUIT_OPEN,
     DEFAULT_PUSH_ORIGINS,
     MAX_PLAINTEXT_BYTES,
     InvalidSubscription,
@@ -550,6 +551,99 @@ def test_a_batch_to_a_hanging_host_leaves_slots_for_others(
 
     # Four slots, four stuck messages first: without a per-origin cap the healthy ones wait.
     assert asyncio.run(scenario()) < 0.3
+
+
+def test_a_dead_host_opens_its_circuit_and_stops_holding_the_batch(
+    keys: VapidKeys, service: PushService, other_service: PushService
+) -> None:
+    stuck = [service.new_subscriber()[0] for _ in range(200)]
+    for subscription in stuck:
+        service.hang(subscription.endpoint, 30)
+    healthy = [other_service.new_subscriber()[0] for _ in range(50)]
+    sleep = FakeSleep()
+
+    async def scenario() -> tuple[float, list[push.PushResult]]:
+        async with sender_for(
+            keys, service, other_service, concurrency=8, timeout=0.3, max_tries=3, sleep=sleep
+        ) as sender:
+            started = time.monotonic()
+            results = await sender.send_many(message(s) for s in stuck + healthy)
+            return time.monotonic() - started, results
+
+    elapsed, results = asyncio.run(scenario())
+    # Without the breaker: 200 messages x 3 tries x 0.3 s over 4 slots for that origin = 45 s.
+    # With it: two rounds of 4 timeouts open the circuit (threshold 5), the rest fail at once.
+    assert elapsed < 1.5
+    assert all(r.delivered for r in results[200:])
+    assert sum(len(other_service.received(s.endpoint)) for s in healthy) == 50
+    failed = results[:200]
+    assert all((r.delivered, r.gone, r.status) == (False, False, None) for r in failed)
+    assert all(r.error == CIRCUIT_OPEN for r in failed)  # in-flight retries stopped too
+    requests = sum(service.requests_for(s.endpoint) for s in stuck)
+    assert requests == sum(len(r.attempts) for r in failed)
+    assert requests <= 5 + 4  # the threshold plus what was already in flight
+    assert sum(not r.attempts for r in failed) >= 190
+
+
+def test_the_circuit_closes_after_the_cool_down_when_the_probe_succeeds(
+    keys: VapidKeys, service: PushService, other_service: PushService
+) -> None:
+    subscription, _, _ = service.new_subscriber()
+    service.fail(subscription.endpoint, times=5, status=503)
+    healthy, _, _ = other_service.new_subscriber()
+    now = [time.time()]  # also signs the VAPID exp: keep it real
+
+    async def scenario() -> None:
+        async with sender_for(
+            keys, service, other_service, max_tries=1, clock=lambda: now[0], breaker_cooldown=60
+        ) as sender:
+            for _ in range(5):
+                assert (await sender.send(message(subscription))).status == 503
+            refused = await sender.send(message(subscription))
+            assert (refused.delivered, refused.gone, refused.status) == (False, False, None)
+            assert (refused.error, refused.attempts) == (CIRCUIT_OPEN, [])
+            assert (await sender.send(message(healthy))).delivered  # other origins unaffected
+            now[0] += 59.9
+            assert (await sender.send(message(subscription))).error == CIRCUIT_OPEN
+            assert service.requests_for(subscription.endpoint) == 5
+
+            # Half-open: a failing probe opens the circuit for another cool-down...
+            now[0] += 0.1
+            service.fail(subscription.endpoint, times=1, status=500)
+            assert (await sender.send(message(subscription))).status == 500
+            assert (await sender.send(message(subscription))).error == CIRCUIT_OPEN
+            assert service.requests_for(subscription.endpoint) == 6
+
+            # ...and after it exactly one probe goes out while the others fail at once.
+            now[0] += 60
+            service.hang(subscription.endpoint, 0.2, times=1)  # slow, then answers 201
+            results = await sender.send_many([message(subscription)] * 3)
+            assert [r.error for r in results] == [None, CIRCUIT_OPEN, CIRCUIT_OPEN]
+            assert results[0].delivered and service.requests_for(subscription.endpoint) == 7
+
+            # The probe succeeded: closed, and the count starts again from zero.
+            assert all(r.delivered for r in await sender.send_many([message(subscription)] * 3))
+            service.fail(subscription.endpoint, times=4, status=502)
+            for _ in range(4):
+                assert (await sender.send(message(subscription))).status == 502
+            assert (await sender.send(message(subscription))).delivered  # a success resets
+            service.fail(subscription.endpoint, times=4, status=502)
+            for _ in range(4):
+                assert (await sender.send(message(subscription))).status == 502
+            assert (await sender.send(message(subscription))).delivered
+
+    asyncio.run(scenario())
+    assert service.requests_for(subscription.endpoint) == 7 + 3 + 5 + 5
+
+
+def test_breaker_settings_are_checked(keys: VapidKeys) -> None:
+    async def scenario() -> None:
+        async with make_client_session() as session:
+            for options in ({"breaker_threshold": 0}, {"breaker_cooldown": -1}):
+                with pytest.raises(ValueError, match="breaker"):
+                    PushSender(keys, SUBJECT, session, **options)  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
 
 
 def test_backoff_sleep_does_not_hold_a_slot(
