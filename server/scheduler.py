@@ -12,7 +12,7 @@ from datetime import datetime
 
 from . import reminders, subscriptions
 from .db import Database
-from .push import PushMessage, PushSender, Subscription
+from .push import CIRCUIT_OPEN, PushMessage, PushSender, Subscription
 
 log = logging.getLogger("homework.scheduler")
 
@@ -25,12 +25,14 @@ class TickReport:
     skipped: int = 0
     missed: int = 0
     pushes: int = 0
+    deferred: int = 0
 
     def line(self) -> str:
         p = self.planned
         return (
             f"planned {p.assignments} assignments ({p.pending} due, {p.skipped} in quiet hours, {p.missed} missed);"
-            f" sent {self.sent}, failed {self.failed}, skipped {self.skipped}, missed {self.missed};"
+            f" sent {self.sent}, failed {self.failed}, skipped {self.skipped}, missed {self.missed},"
+            f" deferred {self.deferred};"
             f" {self.pushes} pushes"
         )
 
@@ -85,12 +87,17 @@ class Scheduler:
                 r = next(results)
                 attempts.append((s.id, r.status, r.error or "", len(r.attempts), r.delivered, r.gone))
             delivered = any(a[4] for a in attempts)
+            if not delivered and all(a[2] == CIRCUIT_OPEN for a in attempts):
+                # The push host is down: leave the row claimed; when the lease runs out a
+                # later tick takes it again, until it is over an hour late (then missed).
+                report.deferred += 1
+                continue
             detail = "" if delivered else "; ".join(f"{a[1]} {a[2]}".strip() for a in attempts)[:200]
             outcomes.append(reminders.Delivery(c, "sent" if delivered else "failed", detail, attempts))
         report.pushes += len(messages)
         for d in outcomes:
             setattr(report, d.status, getattr(report, d.status) + 1)
-        await reminders.record(self.db, outcomes, self.clock() if self.clock() > now else now)
+        await reminders.record(self.db, outcomes, max(now, self.clock()))
 
     async def run(self) -> None:
         """Tick forever, every interval seconds; errors are logged and the loop goes on."""

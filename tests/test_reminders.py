@@ -380,3 +380,26 @@ def test_a_new_time_zone_moves_the_reminders(harness: Harness, service: PushServ
     assert [m.payload["time"] for m in service.received(p.endpoint)] == ["19:30"]
     tick(harness, clock, utc(2026, 3, 2, 19, 30))
     assert len(service.received(p.endpoint)) == 1
+
+
+def test_a_push_host_that_is_down_delays_reminders_instead_of_losing_them(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server import push
+
+    p = Patient(harness, service)
+    tick(harness, clock)
+    sender = harness.ctx.sender
+
+    async def circuit_open(messages: Any) -> list[push.PushResult]:
+        return [push.PushResult(False, False, None, [], push.CIRCUIT_OPEN) for _ in messages]
+
+    with monkeypatch.context() as m:
+        m.setattr(sender, "send_many", circuit_open)
+        report = tick(harness, clock, utc(2026, 3, 2, 19, 30))
+    assert report.deferred == 1 and report.failed == 0
+    assert statuses(harness)[-1][3] == "sending"
+    tick(harness, clock, utc(2026, 3, 2, 19, 33))  # still within the lease: left alone
+    assert service.received(p.endpoint) == []
+    tick(harness, clock, utc(2026, 3, 2, 19, 36))  # the host is back, the lease ran out
+    assert [m.payload["time"] for m in service.received(p.endpoint)] == ["19:30"]
+    assert statuses(harness)[-1][3] == "sent"
