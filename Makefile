@@ -40,6 +40,8 @@ axe:
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.all
+	$(BIN)/python -m bench.patient_list
+	$(BIN)/python -m bench.reminders
 
 clean:
 	rm -rf $(VENV) node_modules
