@@ -64,9 +64,12 @@ class Recorder:
 
 
 class LiveServer:
-    """The app on 127.0.0.1 at a free port, with base_url set to that real address."""
+    """The app on 127.0.0.1 at a free port, with base_url set to that real address.
 
-    def __init__(self, tmp: Path) -> None:
+    Keyword arguments override Settings (e.g. vapid_subject=..., for the push sender).
+    """
+
+    def __init__(self, tmp: Path, **settings: Any) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -76,6 +79,7 @@ class LiveServer:
             secret_key="browser-test-secret-" + "x" * 32,
             base_url=self.url,
             scheduler=False,
+            **settings,
         )
         self.recorder = Recorder(create_app(self.settings))
         config = uvicorn.Config(self.recorder, log_level="warning", ws="none", lifespan="on")
@@ -193,3 +197,88 @@ def poll(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} (last value {value!r})")
         sleep(interval)
+
+
+# --- a stand-in for Google's push check-in, so PushManager.subscribe() succeeds offline -----
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def checkin_response(android_id: int, security_token: int) -> bytes:
+    """A protobuf AndroidCheckinResponse: stats_ok (1) = true, android_id (7), security_token (8)."""
+    return (
+        _varint(1 << 3 | 0)
+        + _varint(1)
+        + _varint(7 << 3 | 1)
+        + android_id.to_bytes(8, "little")
+        + _varint(8 << 3 | 1)
+        + security_token.to_bytes(8, "little")
+    )
+
+
+class FakeCheckin:
+    """Answer Chromium's GCM check-in and registration on 127.0.0.1 (see BROWSER.md).
+
+    Chromium is pointed at it with gcm_args(); the subscriptions it then makes look real
+    (an FCM endpoint, genuine p256dh and auth) but nothing is ever delivered to them.
+    """
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hits: Counter[str] = Counter()
+        self.hits = hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                hits[self.path] += 1
+                if self.path.startswith("/checkin"):
+                    body, kind = (
+                        checkin_response(0x1234567890, 0x0FEDCBA987),
+                        "application/x-protobuf",
+                    )
+                elif self.path.startswith("/c2dm/register3"):
+                    body, kind = f"token=fake-{hits[self.path]}-token".encode(), "text/plain"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> FakeCheckin:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def args(self) -> list[str]:
+        base = f"http://127.0.0.1:{self.port}"
+        return [
+            f"--gcm-checkin-url={base}/checkin",
+            f"--gcm-registration-url={base}/c2dm/register3",
+            "--gcm-mcs-endpoint=https://127.0.0.1:1",
+        ]

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import os
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.testclient import TestClient
 
-from server import devices
+from server import devices, reminders
+from server.app import create_app
+from server.config import Settings
 from server.routes import pwa
+from server.routes.patient_pages import reminder_when
 from tests.conftest import Clock, Harness
 
 PAGES = ("/app", "/app/history", "/app/settings")
@@ -335,3 +346,136 @@ def test_the_version_changes_with_any_static_file(tmp_path: Path) -> None:
     second, _ = pwa.service_worker(static, source)
     assert second != first
     pwa.service_worker.cache_clear()
+
+
+# --- reminders on today and settings --------------------------------------------------------
+
+
+@pytest.fixture
+def push_harness(settings: Settings, clock: Clock) -> Iterator[Harness]:
+    """The app with a VAPID subject, so that it can send reminders."""
+    app = create_app(
+        dataclasses.replace(settings, vapid_subject="mailto:ops@clinic-test.org"), clock=clock
+    )
+    with TestClient(app, base_url="http://testserver") as client:
+        yield Harness(client)
+
+
+def browser_subscription() -> dict[str, Any]:
+    """What PushSubscription.toJSON() gives: an FCM endpoint, a P-256 key and 16 auth bytes."""
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return {
+        "endpoint": "https://fcm.googleapis.com/fcm/send/" + b64(os.urandom(24)),
+        "expirationTime": None,
+        "keys": {"p256dh": b64(point), "auth": b64(os.urandom(16))},
+    }
+
+
+def next_reminder_line(page: str) -> str:
+    found = re.search(
+        r'<p class="pa-next-reminder" id="next-reminder"([^>]*)>(.*?)</p>', page, re.DOTALL
+    )
+    assert found is not None
+    return found.group(1) + "|" + re.sub(r"\s+", " ", found.group(2)).strip()
+
+
+def test_today_says_when_the_next_reminder_comes_or_that_reminders_are_off(
+    push_harness: Harness,
+) -> None:
+    h = push_harness
+    dr = h.practitioner("dr@example.org")
+    patient = h.patient(dr, name="Pat Jones")
+    h.assignment(dr, patient["id"], h.routine(dr)["id"])  # 08:00 and 19:30, London
+    headers = {"Cookie": h.join(dr, patient["id"])}
+    line = next_reminder_line(h.client.get("/app", headers=headers).text)
+    assert line == '|Reminders are off — <a href="/app/settings#reminders">turn them on</a>'
+
+    assert (
+        h.client.post(
+            "/api/me/push-subscriptions", headers=headers, json=browser_subscription()
+        ).status_code
+        == 201
+    )
+    h.run(reminders.plan, h.ctx.db, h.ctx.now())  # Monday 09:00 UTC: the next slot is 19:30 today
+    line = next_reminder_line(h.client.get("/app", headers=headers).text)
+    assert line == ' data-reminder-at="2026-03-02T19:30:00Z"|Next reminder 19:30'
+
+
+def test_today_says_nothing_of_reminders_when_the_server_cannot_send_them(
+    harness: Harness, setup: dict[str, Any]
+) -> None:
+    page = harness.client.get("/app", headers=sign_in(harness, setup)).text
+    assert next_reminder_line(page) == " hidden|"
+
+
+def test_settings_show_the_reminder_controls_with_the_saved_values(
+    push_harness: Harness, clock: Clock
+) -> None:
+    h = push_harness
+    dr = h.practitioner("dr@example.org")
+    patient = h.patient(dr, name="Pat Jones")
+    h.assignment(dr, patient["id"], h.routine(dr)["id"])
+    headers = {"Cookie": h.join(dr, patient["id"])}
+    assert (
+        h.client.patch(
+            "/api/me/reminders",
+            headers=headers,
+            json={"quiet_start": "22:00", "quiet_end": "06:45", "nudges": False},
+        ).status_code
+        == 200
+    )
+    page = h.client.get("/app/settings", headers=headers)
+    text = page.text
+    assert (
+        '<section class="pa-card pa-reminders" id="reminders" aria-labelledby="reminders-h" data-ready>'
+        in text
+    )
+    assert 'role="switch" aria-checked="false"' in text
+    assert 'id="quiet-start" name="quiet_start" value="22:00"' in text
+    assert 'id="quiet-end" name="quiet_end" value="06:45"' in text
+    assert re.search(r'<input type="checkbox" id="nudges" name="nudges">', text)
+    assert "Send me a test reminder" in text
+    assert '<script src="/static/app/reminders.js" defer></script>' in text
+    assert re.search(r'id="rem-next" hidden', text)  # off: no next reminder
+
+    h.client.post("/api/me/push-subscriptions", headers=headers, json=browser_subscription())
+    clock.advance(hours=11)  # Monday 20:00: the next is tomorrow's 08:00
+    h.run(reminders.plan, h.ctx.db, h.ctx.now())
+    text = h.client.get("/app/settings", headers=headers).text
+    assert '<strong id="rem-next-time">tomorrow at 08:00</strong>' in text
+
+
+def test_settings_say_so_when_the_server_cannot_send_reminders(
+    harness: Harness, setup: dict[str, Any]
+) -> None:
+    page = harness.client.get("/app/settings", headers=sign_in(harness, setup)).text
+    assert "Your clinic has not set up reminders on this server yet." in page
+    assert 'role="switch"' not in page
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (None, None),
+        ("2026-03-02T19:30:00Z", "19:30"),
+        ("2026-03-03T08:00:00Z", "tomorrow at 08:00"),
+        ("2026-03-05T08:00:00Z", "Thursday at 08:00"),
+        ("2026-03-20T08:00:00Z", "Fri 20 Mar at 08:00"),
+        ("2026-03-29T06:00:00Z", "Sun 29 Mar at 07:00"),  # British Summer Time has begun
+    ],
+)
+def test_reminder_times_are_said_in_the_patients_time_zone(
+    at: str | None, expected: str | None
+) -> None:
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert reminder_when(at, "Europe/London", now) == expected
+    if at:
+        assert reminder_when(at, "Asia/Tokyo", now) is not None

@@ -15,10 +15,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import assignments, clinic_sessions, completions, devices, invites, patients
+from .. import assignments, clinic_sessions, completions, devices, invites, patients, reminders
 from ..clock import is_timezone, local_date, parse_iso, timezone_names, zone
 from ..errors import BadRequest, TooManyRequests, Unauthorized
-from ..web import client_address, ctx, current_patient, path_id, read_form, render, set_cookie
+from ..web import (
+    Context,
+    client_address,
+    ctx,
+    current_patient,
+    path_id,
+    read_form,
+    render,
+    set_cookie,
+)
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -159,6 +168,40 @@ async def home_screen_code(request: Request) -> Response:
     )
 
 
+# --- reminders (shown on today and settings) --------------------------------------------
+
+
+def reminder_when(next_at: str | None, timezone: str, now: datetime) -> str | None:
+    """Say when the next reminder comes, in the patient's time: "19:30", "tomorrow at 08:00"."""
+    if next_at is None:
+        return None
+    tz = zone(timezone)
+    at = parse_iso(next_at).astimezone(tz)
+    days = (at.date() - now.astimezone(tz).date()).days
+    hhmm = f"{at:%H:%M}"
+    if days <= 0:
+        return hhmm
+    if days == 1:
+        return f"tomorrow at {hhmm}"
+    if days < 7:
+        return f"{at:%A} at {hhmm}"
+    return f"{short_date(at.date())} at {hhmm}"
+
+
+async def reminder_context(c: Context, me: devices.Me) -> dict[str, Any]:
+    """The patient's reminder settings and the next reminder, for the templates."""
+    now = c.now()
+    settings = await reminders.settings_for(c.db, me.patient_id)
+    next_at = await reminders.next_reminder(c.db, me.patient_id, now) if settings.enabled else None
+    return {
+        "settings": settings,
+        "next_at": next_at,
+        "next_text": reminder_when(next_at, me.timezone, now),
+        # Without a VAPID subject the server sends nothing: say so rather than offer a switch.
+        "ready": c.sender is not None,
+    }
+
+
 # --- today --------------------------------------------------------------------------------
 
 
@@ -204,6 +247,7 @@ async def today(request: Request) -> Response:
             "date_text": long_date(local.date()),
             "others": others,
             "saved": request.query_params.get("saved") == "1",
+            "reminders": await reminder_context(c, me),
         },
     )
 
@@ -461,6 +505,7 @@ async def settings_page(
         {
             "me": me,
             "zones": zone_choices(me.timezone),
+            "reminders": await reminder_context(ctx(request), me),
             "saved": False,
             "error": None,
             **(values or {}),

@@ -235,6 +235,76 @@
     document.querySelectorAll('[data-android-install]').forEach(function (el) { el.hidden = true; });
   });
 
+  // --- reminders: this phone's push subscription -----------------------------------------
+
+  var pushSupported = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+  var FORGET_KEY = 'hw-push-forget';
+
+  /** The server's VAPID key (base64url) as the bytes PushManager.subscribe() wants. */
+  function keyBytes(base64url) {
+    var text = atob(base64url.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((base64url.length + 3) % 4));
+    var bytes = new Uint8Array(text.length);
+    for (var i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    return bytes;
+  }
+
+  function pushRegistration() {
+    return Outbox.withTimeout(navigator.serviceWorker.ready, READY_TIMEOUT_MS, 'service worker ready');
+  }
+
+  function checked(response) {
+    if (response.status === 401) { signedOut(); throw new Error('signed out'); }
+    if (!response.ok) throw new Error('refused: ' + response.status);
+    return response;
+  }
+
+  function postSubscription(subscription) {
+    return fetchWithTimeout('/api/me/push-subscriptions', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(subscription.toJSON())
+    }).then(checked);
+  }
+
+  /** Tell the server to stop sending to endpoint; offline, remember to tell it at the next launch. */
+  function forgetSubscription(endpoint) {
+    return fetchWithTimeout('/api/me/push-subscriptions', {
+      method: 'DELETE',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ endpoint: endpoint })
+    }).then(checked).then(function () {
+      try { localStorage.removeItem(FORGET_KEY); } catch (e) { /* private mode */ }
+      return true;
+    }, function () {
+      try { localStorage.setItem(FORGET_KEY, endpoint); } catch (e) { /* private mode */ }
+      return false;
+    });
+  }
+
+  /** At every launch, post this phone's subscription again: Apple's endpoints can expire silently. */
+  function syncPush() {
+    if (!signedIn || !pushSupported || !navigator.onLine) return Promise.resolve(null);
+    var forget = null;
+    try {
+      if (sessionStorage.getItem('hw-push-synced') === '1') return Promise.resolve(null);
+      forget = localStorage.getItem(FORGET_KEY);
+    } catch (e) { /* storage off: sync every page */ }
+    return (forget ? forgetSubscription(forget) : Promise.resolve(true)).then(function () {
+      if (Notification.permission !== 'granted') return null;
+      return pushRegistration().then(function (reg) { return reg.pushManager.getSubscription(); }).then(function (sub) {
+        return sub && sub.endpoint !== forget ? postSubscription(sub).then(function () { return sub; }) : null;
+      });
+    }).then(function (sub) {
+      try { sessionStorage.setItem('hw-push-synced', '1'); } catch (e) { /* storage off */ }
+      return sub;
+    })['catch'](function () { return null; });
+  }
+
+  /** A "next reminder" line from a page cached earlier must not show a time already past. */
+  document.querySelectorAll('[data-reminder-at]').forEach(function (el) {
+    if (Date.parse(el.getAttribute('data-reminder-at')) < Date.now()) el.hidden = true;
+  });
+
   // --- start ------------------------------------------------------------------------------
 
   window.HW = {
@@ -250,12 +320,22 @@
     warm: warm,
     controlled: controlled,
     standalone: standalone,
-    ios: ios
+    ios: ios,
+    withTimeout: Outbox.withTimeout,
+    push: {
+      supported: pushSupported,
+      keyBytes: keyBytes,
+      registration: pushRegistration,
+      post: postSubscription,
+      forget: forgetSubscription,
+      sync: syncPush
+    }
   };
 
   refreshOutbox();
   if (signedIn) {
     flush();
     if (!loadedThroughWorker) warm([location.pathname]);
+    HW.push.synced = syncPush();
   }
 })();

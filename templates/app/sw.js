@@ -5,6 +5,7 @@
  * - the patient's pages (/app...) and their JSON (today, each assignment): network first
  *   with a timeout, falling back to the last copy, so the app opens with no network.
  * - the completion outbox (outbox.js) is flushed on Background Sync.
+ * - reminders: every push shows a notification; a tap opens the routine or snoozes it.
  */
 'use strict';
 
@@ -136,4 +137,174 @@ self.addEventListener('message', function (event) {
   if (event.data && event.data.type === 'version' && event.ports && event.ports[0]) {
     event.ports[0].postMessage({ version: VERSION });
   }
+});
+
+// --- reminders (Web Push) ---------------------------------------------------------------------
+//
+// Every push shows a notification, whatever it carries: Safari revokes the permission of a
+// site whose push shows nothing. The payload is server/reminders.py's
+// {title, body, url, tag, kind: reminder|nudge|snooze|test, assignment_id, date, time}.
+
+var ICON = '/static/icons/icon-192.png';
+var BADGE = '/static/icons/badge-96.png';
+var GENERIC = {
+  title: 'Time for your stretches',
+  body: 'Open Homework to see today’s exercises.',
+  url: '/app',
+  tag: 'homework-reminder',
+  kind: 'reminder'
+};
+
+/** The payload of a push as an object with at least title, body, url, tag and kind. */
+function readPayload(data) {
+  var payload = null;
+  try { payload = data ? data.json() : null; } catch (e) { payload = null; }
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) payload = {};
+  var out = {};
+  Object.keys(payload).forEach(function (k) { out[k] = payload[k]; });
+  Object.keys(GENERIC).forEach(function (k) {
+    if (typeof out[k] !== 'string' || !out[k]) out[k] = GENERIC[k];
+  });
+  out.url = sameOriginUrl(out.url);
+  return out;
+}
+
+/** url when it is ours (absolute or relative), else the app's home: a push never opens another site. */
+function sameOriginUrl(url) {
+  try {
+    var parsed = new URL(url, self.location.origin);
+    if (parsed.origin === self.location.origin) return parsed.pathname + parsed.search + parsed.hash;
+  } catch (e) { /* not a URL */ }
+  return '/app';
+}
+
+function canSnooze(payload) {
+  return payload.kind !== 'test' && !!payload.assignment_id && !!payload.date && !!payload.time;
+}
+
+function notificationOptions(payload) {
+  var options = {
+    body: payload.body,
+    icon: ICON,
+    badge: BADGE,
+    tag: payload.tag,
+    // A nudge replaces the first reminder of its slot and should be heard again.
+    renotify: payload.kind === 'nudge',
+    data: payload
+  };
+  var maxActions = self.Notification && self.Notification.maxActions;
+  if (maxActions && canSnooze(payload)) {
+    options.actions = [{ action: 'start', title: 'Start' }, { action: 'snooze', title: 'Snooze 30 min' }];
+  }
+  return options;
+}
+
+function showReminder(payload) {
+  return self.registration.showNotification(payload.title, notificationOptions(payload))['catch'](function () {
+    // Options some browser refuses (actions, renotify): still show something.
+    return self.registration.showNotification(GENERIC.title, { body: GENERIC.body, icon: ICON, tag: payload.tag, data: payload });
+  });
+}
+
+self.addEventListener('push', function (event) {
+  event.waitUntil(showReminder(readPayload(event.data)));
+});
+
+function postJson(url, method, body) {
+  return fetch(url, {
+    method: method,
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify(body)
+  }).then(function (response) {
+    if (!response.ok) throw new Error(method + ' ' + url + ': ' + response.status);
+    return response;
+  });
+}
+
+/** Focus an open app window and take it to url, or open a new one. */
+function openApp(url) {
+  var target = new URL(url, self.location.origin).href;
+  return self.clients.matchAll({ type: 'window', includeUncontrolled: true }).then(function (windows) {
+    var ours = windows.filter(function (w) { return new URL(w.url).origin === self.location.origin; });
+    var client = ours.filter(function (w) { return w.url === target; })[0] ||
+      ours.filter(function (w) { return isAppPage(new URL(w.url).pathname); })[0] || ours[0];
+    if (!client) {
+      return Promise.resolve(self.clients.openWindow(target))['catch'](function () { return null; })
+        .then(function () { return { how: 'open', url: url }; });
+    }
+    // Focus first, while the click still counts as a user gesture; then navigate if needed.
+    return Promise.resolve(client.focus())['catch'](function () { return client; }).then(function () {
+      if (client.url === target) return { how: 'focus', url: url };
+      return Promise.resolve(client.navigate(target))['catch'](function () {
+        // Not controlled by this worker (navigate refuses): a new window instead.
+        return self.clients.openWindow(target);
+      })['catch'](function () { return null; }).then(function () { return { how: 'navigate', url: url }; });
+    });
+  });
+}
+
+/** Remind again in 30 minutes; offline, say so rather than fail without a word. */
+function snooze(payload) {
+  return postJson('/api/me/reminders/snooze', 'POST', {
+    assignment_id: payload.assignment_id, date: payload.date, time: payload.time
+  }).then(function () {
+    return { how: 'snooze', url: payload.url };
+  }, function () {
+    var again = {};
+    Object.keys(payload).forEach(function (k) { again[k] = payload[k]; });
+    again.kind = 'test';  // no actions on the retry notice
+    return self.registration.showNotification('Could not snooze', {
+      body: 'No connection. Tap to open your exercises.', icon: ICON, badge: BADGE, tag: payload.tag, data: again
+    }).then(function () { return { how: 'snooze-failed', url: payload.url }; });
+  });
+}
+
+/**
+ * What a tap on a reminder does (the notificationclick listener's logic, callable from tests:
+ * a real click cannot be simulated). Resolves to {how: open|focus|navigate|snooze|snooze-failed, url}.
+ */
+function handleNotificationClick(notification, action) {
+  var payload = readPayloadObject(notification.data);
+  notification.close();
+  if (action === 'snooze' && canSnooze(payload)) return snooze(payload);
+  return openApp(payload.url);
+}
+
+function readPayloadObject(data) {
+  return readPayload({ json: function () { return data; } });
+}
+
+self.addEventListener('notificationclick', function (event) {
+  event.waitUntil(handleNotificationClick(event.notification, event.action));
+});
+
+function keyBytes(base64url) {
+  var text = atob(base64url.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((base64url.length + 3) % 4));
+  var bytes = new Uint8Array(text.length);
+  for (var i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+/** The push service replaced or expired the subscription: make a new one and tell the server. */
+function renewSubscription(oldSubscription, newSubscription) {
+  var known = oldSubscription && oldSubscription.options && oldSubscription.options.applicationServerKey;
+  var key = known ? Promise.resolve(known) : fetch('/api/push/public-key', { credentials: 'same-origin' })
+    .then(function (response) { return response.json(); })
+    .then(function (data) { return keyBytes(data.public_key); });
+  var made = newSubscription ? Promise.resolve(newSubscription) : key.then(function (applicationServerKey) {
+    return self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: applicationServerKey });
+  });
+  return made.then(function (subscription) {
+    return postJson('/api/me/push-subscriptions', 'POST', subscription.toJSON()).then(function () {
+      var old = oldSubscription && oldSubscription.endpoint;
+      if (!old || old === subscription.endpoint) return subscription;
+      return postJson('/api/me/push-subscriptions', 'DELETE', { endpoint: old })['catch'](function () {})
+        .then(function () { return subscription; });
+    });
+  });
+}
+
+self.addEventListener('pushsubscriptionchange', function (event) {
+  event.waitUntil(renewSubscription(event.oldSubscription, event.newSubscription));
 });
