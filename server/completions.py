@@ -168,6 +168,7 @@ async def record(
                 (assignment_id, text),
             )
         }
+        slot: str | None
         if time in times and time not in filled:
             slot = time
         else:

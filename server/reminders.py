@@ -353,10 +353,37 @@ async def update_settings(db: Database, patient_id: int, *, quiet_start: str | N
 
 
 async def next_reminder(db: Database, patient_id: int, now: datetime) -> str | None:
-    """When the patient's next reminder is due (UTC), from the outbox and the assignments' cursors."""
-    return await db.fetchval(
-        "SELECT min(at) FROM (SELECT min(due_at) AS at FROM reminders WHERE patient_id = ? AND status = 'pending'"
-        " AND due_at > ? UNION ALL SELECT min(next_due_at) FROM assignments WHERE patient_id = ? AND ended_at IS NULL"
-        " AND next_due_at > ?)",
-        (patient_id, iso(now), patient_id, iso(now)),
+    """When the patient's next reminder will really go out (UTC): quiet hours applied, slots already done skipped."""
+    candidates: list[str] = []
+    pending = await db.fetchval(
+        "SELECT min(due_at) FROM reminders WHERE patient_id = ? AND status = 'pending' AND due_at > ?",
+        (patient_id, iso(now)),
     )
+    if pending:
+        candidates.append(pending)
+    rows = await db.fetchall(
+        f"SELECT {_PLAN_COLUMNS} FROM assignments a JOIN patients p ON p.id = a.patient_id"
+        " WHERE a.patient_id = ? AND a.ended_at IS NULL AND a.needs_plan = 0 AND a.next_due_at > ?",
+        (patient_id, iso(now)),
+    )
+    if rows:
+        done = {
+            (r["assignment_id"], r["local_date"], r["slot_time"])
+            for r in await db.fetchall(
+                "SELECT assignment_id, local_date, slot_time FROM completions WHERE patient_id = ? AND local_date >= ?",
+                (patient_id, min(r["next_slot_date"] for r in rows)),
+            )
+        }
+    for row in rows:
+        plan, tz, quiet = _plan_of(row), row["timezone"], Quiet(row["quiet_start"], row["quiet_end"])
+        slot: tuple[date, str, datetime] | None = (
+            date.fromisoformat(row["next_slot_date"]), row["next_slot_time"], parse_iso(row["next_due_at"]))
+        for _ in range(50):  # a few days of slots is plenty to find the next one that rings
+            if slot is None:
+                break
+            due = outside_quiet(slot[2], slot[0], tz, quiet)
+            if due is not None and (plan.id, slot[0].isoformat(), slot[1]) not in done:
+                candidates.append(iso(due))
+                break
+            slot = slot_after(plan, tz, slot[0], slot[1])
+    return min(candidates) if candidates else None

@@ -147,9 +147,9 @@ async def current_practitioner(request: Request) -> Practitioner:
         if scheme.lower() == "bearer" and token.strip():
             practitioner = await practitioners.by_api_token(c.db, token.strip())
     else:
-        token = c.session_signer.unsign(request.cookies.get(SESSION_COOKIE))
-        if token:
-            practitioner = await practitioners.by_session(c.db, token, now=c.now())
+        session = c.session_signer.unsign(request.cookies.get(SESSION_COOKIE))
+        if session:
+            practitioner = await practitioners.by_session(c.db, session, now=c.now())
     if practitioner is None:
         raise Unauthorized("Sign in first.")
     request.state.practitioner = practitioner

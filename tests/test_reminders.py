@@ -403,3 +403,16 @@ def test_a_push_host_that_is_down_delays_reminders_instead_of_losing_them(
     tick(harness, clock, utc(2026, 3, 2, 19, 36))  # the host is back, the lease ran out
     assert [m.payload["time"] for m in service.received(p.endpoint)] == ["19:30"]
     assert statuses(harness)[-1][3] == "sent"
+
+
+def test_next_reminder_applies_quiet_hours_and_skips_done_slots(
+        harness: Harness, service: PushService, clock: Clock) -> None:
+    p = Patient(harness, service, times=["08:00", "22:15"])
+    tick(harness, clock)  # 09:00: the next slot is 22:15, inside the default quiet hours
+    next_at = lambda: harness.client.get("/api/me/reminders", headers=p.me).json()["next_at"]  # noqa: E731
+    assert next_at() == "2026-03-03T08:00:00Z"  # 22:15 is dropped, so tomorrow 08:00
+    harness.client.patch("/api/me/reminders", headers=p.me, json={"quiet_start": "23:00", "quiet_end": "07:00"})
+    assert next_at() == "2026-03-02T22:15:00Z"
+    clock.now = utc(2026, 3, 2, 12, 0)
+    p.complete("2026-03-02", "22:15")  # done early: that reminder will not ring
+    assert next_at() == "2026-03-03T08:00:00Z"

@@ -34,6 +34,7 @@ async def subscribe(request: Request) -> Response:
     p256dh = keys.text("p256dh", max_len=200) if keys else None
     auth = keys.text("auth", max_len=200) if keys else None
     data.check()
+    assert endpoint and p256dh and auth  # check() raised otherwise
     try:
         validate_subscription(endpoint, p256dh, auth, c.settings.push_allowed_origins)
     except InvalidSubscription as exc:
