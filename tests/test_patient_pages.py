@@ -479,3 +479,22 @@ def test_reminder_times_are_said_in_the_patients_time_zone(
     assert reminder_when(at, "Europe/London", now) == expected
     if at:
         assert reminder_when(at, "Asia/Tokyo", now) is not None
+
+
+def test_calendar_link_from_settings_works_without_javascript(harness: Harness, setup: dict[str, Any]) -> None:
+    import re
+
+    me = sign_in(harness, setup)
+    page = harness.client.post("/app/settings/calendar", data={"action": "create"}, headers=me)
+    assert page.status_code == 200
+    url = re.search(r'value="(http://testserver/calendar/[^"]+\.ics)"', page.text)
+    assert url is not None and "webcal://testserver/calendar/" in page.text
+    path = url.group(1).removeprefix("http://testserver")
+    feed = harness.client.get(path)
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+    assert "BEGIN:VCALENDAR" in feed.text
+    assert "calendar link is on" in harness.client.get("/app/settings", headers=me).text
+    stopped = harness.client.post("/app/settings/calendar", data={"action": "revoke"}, headers=me,
+                                  follow_redirects=False)
+    assert stopped.status_code == 303
+    assert harness.client.get(path).status_code == 404

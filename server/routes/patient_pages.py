@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import assignments, clinic_sessions, completions, devices, invites, patients, reminders
+from .. import assignments, calendar_feeds, clinic_sessions, completions, devices, invites, patients, reminders
 from ..clock import is_timezone, local_date, parse_iso, timezone_names, zone
 from ..errors import BadRequest, TooManyRequests, Unauthorized
 from ..web import (
@@ -506,6 +506,8 @@ async def settings_page(
             "me": me,
             "zones": zone_choices(me.timezone),
             "reminders": await reminder_context(ctx(request), me),
+            "calendar_since": await calendar_feeds.active_since(ctx(request).db, me.patient_id),
+            "calendar_url": None,
             "saved": False,
             "error": None,
             **(values or {}),
@@ -526,6 +528,24 @@ async def settings_submit(request: Request) -> Response:
         )
     await patients.update(c.db, me.practitioner_id, me.patient_id, timezone=timezone)
     return redirect("/app/settings?saved=1")
+
+
+async def calendar_submit(request: Request) -> Response:
+    """Make a new calendar subscription URL (shown once) or stop the current one."""
+    me = await current_patient(request)
+    c = ctx(request)
+    data = await read_form(request)
+    action = data.choice("action", ("create", "revoke"))
+    if action == "revoke":
+        await calendar_feeds.revoke(c.db, me.patient_id, now=c.now())
+        return redirect("/app/settings#calendar")
+    if action is None:
+        return await settings_page(request, {"error": "Please choose an action."}, status=400)
+    token = await calendar_feeds.create(c.db, me.patient_id, now=c.now())
+    url = calendar_feeds.feed_url(c.settings.base_url, token)
+    # Calendar apps subscribe to webcal: links; the token in it is shown only this once.
+    webcal = "webcal://" + url.split("://", 1)[1]
+    return await settings_page(request, {"calendar_url": url, "calendar_webcal": webcal})
 
 
 async def sign_out(request: Request) -> Response:
@@ -554,5 +574,6 @@ routes = [
     Route("/app/history", history, methods=["GET"]),
     Route("/app/settings", settings_view, methods=["GET"]),
     Route("/app/settings", settings_submit, methods=["POST"]),
+    Route("/app/settings/calendar", calendar_submit, methods=["POST"]),
     Route("/app/sign-out", sign_out, methods=["POST"]),
 ]
