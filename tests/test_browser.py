@@ -405,9 +405,8 @@ def test_offline_the_app_opens_and_a_completion_arrives_exactly_once(
     assert tuple(row) == ("19:30", 4)
 
 
-def test_background_sync_sends_the_queue_with_no_page_open(
-    phone: BrowserContext, clinic: Clinic, server: LiveServer
-) -> None:
+def complete_offline(phone: BrowserContext, clinic: Clinic, query: str = "") -> tuple[dict[str, Any], Page]:
+    """Join a new patient, wait until the player is cached, go offline and finish a routine there."""
     who = new_patient(clinic)
     aid = who["assignment"]["id"]
     page = phone.new_page()
@@ -419,9 +418,16 @@ def test_background_sync_sends_the_queue_with_no_page_open(
         sleep=page_poll(page),
     )
     phone.set_offline(True)
-    page.goto(f"/app/routine/{aid}?time=08:00")
+    page.goto(f"/app/routine/{aid}{query}")
     skip_to_the_end(page, 2)
     expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    return who, page
+
+
+def test_background_sync_sends_the_queue_with_no_page_open(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who, page = complete_offline(phone, clinic, "?time=08:00")
     worker = phone.service_workers[0]
     page.close()  # no page left to flush on `online`: only the worker's sync event can
     phone.set_offline(False)
@@ -432,20 +438,7 @@ def test_background_sync_sends_the_queue_with_no_page_open(
 def test_a_revoked_phone_keeps_its_queue_and_shows_the_join_screen(
     phone: BrowserContext, clinic: Clinic, server: LiveServer
 ) -> None:
-    who = new_patient(clinic)
-    aid = who["assignment"]["id"]
-    page = phone.new_page()
-    join_by_link(page, who)
-    wait_controlled(page)
-    poll(
-        lambda: cached(page, f"/app/routine/{aid}"),
-        what="the player in the cache",
-        sleep=page_poll(page),
-    )
-    phone.set_offline(True)
-    page.goto(f"/app/routine/{aid}")
-    skip_to_the_end(page, 2)
-    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    who, page = complete_offline(phone, clinic)
     device = server.count("SELECT max(id) FROM devices WHERE patient_id = ?", who["patient"]["id"])
     clinic.http.delete(f"/api/patients/{who['patient']['id']}/devices/{device}").raise_for_status()
     phone.set_offline(False)
