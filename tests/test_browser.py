@@ -405,20 +405,22 @@ def test_offline_the_app_opens_and_a_completion_arrives_exactly_once(
     assert tuple(row) == ("19:30", 4)
 
 
-def complete_offline(phone: BrowserContext, clinic: Clinic, query: str = "") -> tuple[dict[str, Any], Page]:
-    """Join a new patient, wait until the player is cached, go offline and finish a routine there."""
+def join_and_cache(phone: BrowserContext, clinic: Clinic, path: str) -> tuple[dict[str, Any], Page]:
+    """Join a new patient on a new page and wait until the worker has cached path ({aid}: the assignment)."""
     who = new_patient(clinic)
-    aid = who["assignment"]["id"]
     page = phone.new_page()
     join_by_link(page, who)
     wait_controlled(page)
-    poll(
-        lambda: cached(page, f"/app/routine/{aid}"),
-        what="the player in the cache",
-        sleep=page_poll(page),
-    )
+    url = path.format(aid=who["assignment"]["id"])
+    poll(lambda: cached(page, url), what=f"{url} in the cache", sleep=page_poll(page))
+    return who, page
+
+
+def complete_offline(phone: BrowserContext, clinic: Clinic, query: str = "") -> tuple[dict[str, Any], Page]:
+    """Join a new patient, wait until the player is cached, go offline and finish a routine there."""
+    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
     phone.set_offline(True)
-    page.goto(f"/app/routine/{aid}{query}")
+    page.goto(f"/app/routine/{who['assignment']['id']}{query}")
     skip_to_the_end(page, 2)
     expect(page.locator("#result")).to_contain_text("Saved on this phone")
     return who, page
@@ -451,16 +453,8 @@ def test_a_revoked_phone_keeps_its_queue_and_shows_the_join_screen(
 def test_a_page_cached_yesterday_shows_todays_slots_offline(
     phone: BrowserContext, clinic: Clinic, server: LiveServer
 ) -> None:
-    who = new_patient(clinic)
+    who, page = join_and_cache(phone, clinic, "/api/me/assignments/{aid}")
     aid = who["assignment"]["id"]
-    page = phone.new_page()
-    join_by_link(page, who)
-    wait_controlled(page)
-    poll(
-        lambda: cached(page, f"/api/me/assignments/{aid}"),
-        what="the assignment in the cache",
-        sleep=page_poll(page),
-    )
     done = page.evaluate(
         """aid => fetch('/api/me/completions', {method: 'POST', headers: {'Content-Type': 'application/json'},
       body: JSON.stringify({client_id: crypto.randomUUID(), assignment_id: aid, date: HW.localDate(HW.timeZone), time: '08:00'})}).then(r => r.status)""",
