@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import devices, practitioners
+from . import devices, patients, practitioners
 from .config import Settings
 from .db import Database
 from .errors import AppError, NotFound, PayloadTooLarge, Unauthorized
 from .devices import Me
+from .patients import Patient
 from .practitioners import Practitioner
 from .push import PushSender, VapidKeys
 from .security import CookieSigner
@@ -173,6 +174,13 @@ async def sign_out(request: Request, response: Response) -> Response:
         await practitioners.end_session(c.db, token)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+async def owned_patient(request: Request) -> tuple[Context, Patient]:
+    """The context and the signed-in practitioner's patient named by the path's id (NotFound otherwise)."""
+    me = await current_practitioner(request)
+    c = ctx(request)
+    return c, await patients.get(c.db, me.id, path_id(request))
 
 
 def set_cookie(response: Response, settings: Settings, name: str, value: str, max_age: int) -> None:

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from .. import assignments, clinic_sessions, devices, exercises, insight, invites, patients, practitioners, routines
 from ..validate import SIDES, Input
-from ..web import ctx, current_practitioner, json, no_content, path_id, read_json, sign_in, sign_out
+from ..web import ctx, current_practitioner, json, no_content, owned_patient, path_id, read_json, sign_in, sign_out
 
 
 async def login(request: Request) -> Response:
@@ -212,9 +212,7 @@ async def archive_patient(request: Request) -> Response:
 
 
 async def create_invite(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     invite = await invites.create(
         c.db, patient.id, base_url=c.settings.base_url, secret_key=c.settings.secret_key, now=c.now()
     )
@@ -222,17 +220,13 @@ async def create_invite(request: Request) -> Response:
 
 
 async def list_devices(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     found = await devices.list_for_patient(c.db, patient.id)
     return json({"devices": [d.public() for d in found]})
 
 
 async def revoke_device(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     await devices.revoke(c.db, patient.id, path_id(request, "device_id"), now=c.now())
     return no_content()
 
@@ -280,17 +274,13 @@ async def end_assignment(request: Request) -> Response:
 # --- clinic sessions ----------------------------------------------------------------------
 
 async def list_sessions(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     found = await clinic_sessions.list_for(c.db, patient.id)
     return json({"sessions": [s.public() for s in found]})
 
 
 async def create_session(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     data = await read_json(request)
     day = data.date("date")
     note = data.text("note", required=False, max_len=2000)

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from .. import assignments, calendar_feeds, clinic_sessions, exports, insight, patients
 from ..errors import BadRequest, NotFound
 from ..validate import DAYS
-from ..web import ctx, current_patient, current_practitioner, json, no_content, path_id
+from ..web import ctx, current_patient, current_practitioner, json, no_content, owned_patient, path_id
 from .pages import page
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
@@ -29,9 +29,7 @@ def _days(request: Request) -> int:
 
 async def progress(request: Request) -> Response:
     """A patient's last days (days=28): done per day, adherence, pain, clinic sessions, flags."""
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     days = _days(request)
     sessions = await clinic_sessions.list_for(c.db, patient.id)
     found = await insight.progress(c.db, patient, sessions, days=days, now=c.now())
@@ -39,9 +37,7 @@ async def progress(request: Request) -> Response:
 
 
 async def completions_csv(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     text = await exports.completions_csv(c.db, patient_id=patient.id, timezone=patient.timezone)
     filename = f"completions-patient-{patient.id}-{c.now():%Y-%m-%d}.csv"
     return Response(text, media_type="text/csv; charset=utf-8",

@@ -15,7 +15,7 @@ from ..clock import local_date
 from ..db import Database
 from ..errors import BadRequest, TooManyRequests, Unauthorized
 from ..validate import DAYS, SIDES
-from ..web import ctx, current_practitioner, path_id, read_form, render, sign_in, sign_out
+from ..web import ctx, current_practitioner, owned_patient, path_id, read_form, render, sign_in, sign_out
 from .api import assignment_fields, exercise_fields
 
 COMMON_ZONES = (
@@ -173,9 +173,7 @@ async def patient_update(request: Request) -> Response:
 
 
 async def invite_create(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     invite = await invites.create(
         c.db, patient.id, base_url=c.settings.base_url, secret_key=c.settings.secret_key, now=c.now()
     )
@@ -184,17 +182,13 @@ async def invite_create(request: Request) -> Response:
 
 
 async def device_revoke(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     await devices.revoke(c.db, patient.id, path_id(request, "device_id"), now=c.now())
     return redirect(f"/patients/{patient.id}#app-h")
 
 
 async def session_create(request: Request) -> Response:
-    me = await current_practitioner(request)
-    c = ctx(request)
-    patient = await patients.get(c.db, me.id, path_id(request))
+    c, patient = await owned_patient(request)
     data = await read_form(request)
     day = data.date("date")
     note = data.text("note", required=False, max_len=2000)
