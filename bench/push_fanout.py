@@ -143,8 +143,15 @@ async def timed(send: Callable[[], Awaitable[None]]) -> tuple[float, float, floa
 async def run_ours(
     keys: VapidKeys, origin: str, subscriptions: list[Subscription], concurrency: int
 ) -> Measurement:
-    admin(origin, "/_admin/reset", {})
     messages = [PushMessage(s, PAYLOAD, TTL) for s in subscriptions]
+    return await send_with_ours(keys, origin, messages, concurrency=concurrency, label="(a)")
+
+
+async def send_with_ours(
+    keys: VapidKeys, origin: str, messages: list[PushMessage], *, concurrency: int = 64, label: str
+) -> Measurement:
+    """Send messages with PushSender.send_many and measure it against the service's counters."""
+    admin(origin, "/_admin/reset", {})
     async with make_client_session(limit_per_host=concurrency) as session:
         sender = PushSender(keys, SUBJECT, session, concurrency=concurrency, extra_origins=[origin])
         results: list[Any] = []
@@ -154,8 +161,8 @@ async def run_ours(
 
         wall, seconds, stall, cpu = await timed(send)
     if not all(r.delivered for r in results):
-        raise RuntimeError("(a): some messages were not delivered")
-    stats = check_accepted(origin, len(messages), "(a)")
+        raise RuntimeError(f"{label}: some messages were not delivered")
+    stats = check_accepted(origin, len(messages), label)
     return Measurement(len(messages), seconds, stats["last_accept"] - wall, stall, cpu)
 
 

@@ -60,7 +60,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.push_fanout import SUBJECT, Measurement, admin, check_accepted, push_service, timed
+from bench.push_fanout import SUBJECT, Measurement, admin, check_accepted, push_service, send_with_ours, timed
 from server.clock import iso
 from server.db import Database, migrate
 from server.push import (
@@ -224,19 +224,7 @@ async def run_tick(
 
 async def run_sender(keys: VapidKeys, origin: str, messages: list[PushMessage]) -> Measurement:
     """(s): the same messages through PushSender.send_many alone."""
-    admin(origin, "/_admin/reset", {})
-    async with make_client_session() as session:
-        sender = PushSender(keys, SUBJECT, session, extra_origins=[origin])
-        results: list[PushResult] = []
-
-        async def send() -> None:
-            results.extend(await sender.send_many(messages))
-
-        wall, seconds, stall, cpu = await timed(send)
-    if not all(r.delivered for r in results):
-        raise RuntimeError("(s): some messages were not delivered")
-    stats = check_accepted(origin, len(messages), "(s)")
-    return Measurement(len(messages), seconds, stats["last_accept"] - wall, stall, cpu)
+    return await send_with_ours(keys, origin, messages, label="(s)")
 
 
 def _pywebpush_args(m: PushMessage) -> tuple[dict[str, Any], str, dict[str, str]]:
