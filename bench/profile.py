@@ -13,7 +13,6 @@ the parts can be checked against it. An "aiosqlite hop" is one `execute_fetchall
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from typing import Any
 from bench.seed import SECRET_KEY, Seeded, device_cookie, device_token, load
 from server import completions, devices
 from server.app import create_app
-from server.clock import utcnow
+from server.clock import local_date, utcnow
 from server.config import Settings
 from server.devices import COOKIE
 from server.security import CookieSigner
@@ -72,12 +71,23 @@ async def measure(db_path: Path, seeded: Seeded, sample: int = 400) -> list[tupl
                 return await completions.today(db, patient_id=m.patient_id, timezone=m.timezone,
                                                joined_at=m.joined_at, now=utcnow())
 
-            async def queries(pid: int) -> None:
+            warm = completions.StreakMemo()
+
+            async def one_query(pid: int) -> Any:
+                found = await completions.today_for_device(db, warm, device_token(pid), now=utcnow())
+                assert found is not None
+                return found[1]
+
+            async def one_query_cold(pid: int) -> Any:
+                await completions.today_for_device(db, completions.StreakMemo(), device_token(pid), now=utcnow())
+
+            async def streak_walk(pid: int) -> None:
                 m = me[pid]
                 assert m is not None
-                await completions._plans_and_done(db, m.patient_id, _first(m.timezone))
+                day = local_date(utcnow(), m.timezone)
+                await completions._streak(db, m.patient_id, m.timezone, m.joined_at, day)
 
-            outputs = {pid: await today(pid) for pid in patients}
+            outputs = {pid: await one_query(pid) for pid in patients}
 
             async def encode(pid: int) -> None:
                 json.dumps(outputs[pid], ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
@@ -109,59 +119,21 @@ async def measure(db_path: Path, seeded: Seeded, sample: int = 400) -> list[tupl
                 await app(scope, receive, send)
                 assert sent[0]["status"] == 200, sent
 
-            # The Python part of today(): the same call with its two queries answered from memory.
-            cached = {}
-            for pid in patients:
-                m = me[pid]
-                assert m is not None
-                cached[m.patient_id] = await completions._plans_and_done(db, m.patient_id, _first(m.timezone))
-            real_fetch = completions._plans_and_done
-
-            async def from_memory(_db: Any, patient_id: int, since: Any) -> Any:
-                return cached[patient_id]
-
-            sync = sqlite3.connect(db_path)
-            tz = {pid: me[pid].timezone for pid in patients}  # type: ignore[union-attr]
-
-            async def sqlite_only(pid: int) -> None:
-                since = _first(tz[pid]).isoformat()
-                sync.execute(
-                    "SELECT id, routine_name, item_count, estimated_minutes, start_date, end_date, days, times, note,"
-                    " ended_at FROM assignments WHERE patient_id = ? AND (end_date IS NULL OR end_date >= ?)",
-                    (pid, since)).fetchall()
-                sync.execute(
-                    "SELECT assignment_id, local_date, slot_time FROM completions"
-                    " WHERE patient_id = ? AND local_date >= ? AND slot_time IS NOT NULL", (pid, since)).fetchall()
-
             steps: list[tuple[str, Callable[[int], Awaitable[Any]], str]] = [
-                ("whole request through the ASGI app (no HTTP)", handler, "what one request costs the loop"),
+                ("whole request through the ASGI app (no HTTP)", handler, "streak remembered (each patient's second open)"),
                 ("CookieSigner.unsign (itsdangerous)", unsign, ""),
-                ("devices.authenticate: 1 query", authenticate, "devices JOIN patients"),
-                ("completions.today: queries + Python", today, ""),
-                ("  its queries (_plans_and_done)", queries, "assignments, 90 days of completions"),
-                ("  the original 2 queries in plain sqlite3 (no hop)", sqlite_only, "SQLite's own work"),
+                ("completions.today_for_device, streak remembered", one_query, "auth + today: one query + Python"),
+                ("completions.today_for_device, nothing remembered", one_query_cold, "+ the streak walk"),
+                ("  the streak walk alone (_streak)", streak_walk, "14 days of history, 90 when the streak is longer"),
+                ("devices.authenticate: 1 query", authenticate, "what other patient routes pay for auth"),
+                ("completions.today (auth apart, no memory)", today, "the pages' path"),
                 ("JSON encoding of the answer", encode, f"~{statistics.mean(map(rows_of, patients)):.0f} slots"),
                 ("one aiosqlite hop (SELECT 1)", hop, "the fixed price of each query"),
                 ("minimal handler's single query", minimal, "patients JOIN assignments LEFT JOIN completions"),
             ]
             for name, fn, note in steps:
                 results.append((name, await _time(fn, patients), note))
-            completions._plans_and_done = from_memory  # type: ignore[assignment]
-            try:
-                python_part = await _time(today, patients)
-            finally:
-                completions._plans_and_done = real_fetch  # type: ignore[assignment]
-            results.insert(5, ("  its Python part (slots, streak)", python_part, "queries answered from memory"))
-            sync.close()
             return results
-
-
-def _first(tz: str) -> Any:
-    from datetime import timedelta
-
-    from server.clock import local_date
-
-    return local_date(utcnow(), tz) - timedelta(days=completions.STREAK_LOOKBACK_DAYS)
 
 
 def markdown(db_path: Path, seeded: Seeded) -> str:

@@ -88,8 +88,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         return JSONResponse(openapi.build(app.routes))
 
     routes = [
-        *api.routes,
+        # The router tries routes in order: the patient app's, asked at every open, go first.
         *patient_api.routes,
+        *api.routes,
         *patient_pages.routes,
         *pwa.routes,
         *push_api.routes,

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from . import assignments
+from . import assignments, devices
 from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row
 from .errors import BadRequest, NotFound
+from .security import token_hash
 from .schedule import DayTally, Plan, current_streak, nearest_open_slot, slot_times, streak, tally, walk_streak
 
 STREAK_LOOKBACK_DAYS = 90
 STREAK_FIRST_READ_DAYS = 14
 # A phone's clock may run a little ahead; a completion further in the future is a mistake.
 FUTURE_SLACK = timedelta(minutes=10)
+_ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,13 @@ def _completion(row: Row) -> Completion:
 
 
 def _plan(row: Row) -> Plan:
-    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], tuple(json.loads(row["times"])), row["ended_at"])
+    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], _times(row["times"]), row["ended_at"])
+
+
+@lru_cache(maxsize=4096)
+def _times(text: str) -> tuple[str, ...]:
+    # Most patients share a handful of time lists: parse each one once.
+    return tuple(json.loads(text))
 
 
 async def _plans_and_done(db: Database, patient_id: int, since: date) -> tuple[list[Row], dict[tuple[int, str], set[str]]]:
@@ -76,36 +86,116 @@ def _joined(joined_at: str | None, tz: str) -> date | None:
     return local_date(parse_iso(joined_at), tz) if joined_at else None
 
 
-async def today(db: Database, *, patient_id: int, timezone: str, joined_at: str | None, now: datetime) -> dict[str, Any]:
-    """Today's slots in the patient's zone, done or not, with the streak and the practitioner's notes."""
-    day = local_date(now, timezone)
+async def _streak(
+    db: Database, patient_id: int, tz: str, joined_at: str | None, day: date
+) -> tuple[int, list[Row], dict[tuple[int, str], set[str]]]:
+    """The streak up to day, with the plans and done slots it read (day's included)."""
     # Most streaks are short: read two weeks, and the full look-back only when the streak reaches past them.
     first = day - timedelta(days=STREAK_FIRST_READ_DAYS)
     rows, done = await _plans_and_done(db, patient_id, first)
-    joined = _joined(joined_at, timezone)
-    streak_days, unbroken = walk_streak(map(_plan, rows), done, first, day, timezone, not_before=joined)
+    joined = _joined(joined_at, tz)
+    streak_days, unbroken = walk_streak(map(_plan, rows), done, first, day, tz, not_before=joined)
     if unbroken:
         first = day - timedelta(days=STREAK_LOOKBACK_DAYS)
         rows, done = await _plans_and_done(db, patient_id, first)
-        streak_days = current_streak(map(_plan, rows), done, first, day, timezone, not_before=joined)
+        streak_days = current_streak(map(_plan, rows), done, first, day, tz, not_before=joined)
+    return streak_days, rows, done
+
+
+def _day_view(rows: Iterable[Row], done: Mapping[tuple[int, str], set[str]], day: date, tz: str) -> dict[str, Any]:
+    """Day's slots (done or not) and the practitioner's notes, from assignment rows and done slots."""
+    text = day.isoformat()
     slots = []
     notes = []
     for row in rows:
         plan = _plan(row)
-        times = slot_times(plan, day, timezone)
-        filled = done.get((plan.id, day.isoformat()), set())
+        times = slot_times(plan, day, tz)
+        if not times:
+            continue
+        filled = done.get((plan.id, text), ())
         routine = {"name": row["routine_name"], "items": row["item_count"], "estimated_minutes": row["estimated_minutes"]}
         for t in times:
             slots.append({"assignment_id": plan.id, "time": t, "routine": routine, "done": t in filled})
-        if times and row["note"] and row["ended_at"] is None:
+        if row["note"] and row["ended_at"] is None:
             notes.append({"assignment_id": plan.id, "routine": row["routine_name"], "note": row["note"]})
     slots.sort(key=lambda s: (s["time"], s["assignment_id"]))
-    return {
-        "date": day.isoformat(),
-        "slots": slots,
-        "streak_days": streak_days,
-        "notes": notes,
+    return {"date": text, "slots": slots, "notes": notes}
+
+
+async def today(db: Database, *, patient_id: int, timezone: str, joined_at: str | None, now: datetime) -> dict[str, Any]:
+    """Today's slots in the patient's zone, done or not, with the streak and the practitioner's notes."""
+    day = local_date(now, timezone)
+    streak_days, rows, done = await _streak(db, patient_id, timezone, joined_at, day)
+    return {**_day_view(rows, done, day, timezone), "streak_days": streak_days}
+
+
+class StreakMemo:
+    """Each patient's streak, kept while their revision and local day stay the same.
+
+    Triggers bump patients.revision on every write that can move a streak (migration 0005),
+    so a streak computed at one revision holds until the revision or the day changes: a
+    patient opening the app again pays one query instead of re-walking weeks of history.
+    Each process keeps its own; the revision is read from the database, so several web
+    processes never disagree. Bounded: past `size` patients the oldest entry goes.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._entries: dict[int, tuple[int, str, str, int]] = {}
+
+    def get(self, patient_id: int, revision: int, day: str, tz: str) -> int | None:
+        entry = self._entries.get(patient_id)
+        return entry[3] if entry is not None and entry[:3] == (revision, day, tz) else None
+
+    def put(self, patient_id: int, revision: int, day: str, tz: str, streak_days: int) -> None:
+        self._entries.pop(patient_id, None)
+        if len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[patient_id] = (revision, day, tz, streak_days)
+
+
+# The device's patient and the assignments that may run on their local today, in one round
+# trip. Local today is within a day of UTC's, so the window is UTC's yesterday to tomorrow
+# and Python keeps the patient's own date. Assignments ended two days ago or more are out.
+_TODAY_FOR_DEVICE = (
+    f"SELECT {devices.AUTH_COLUMNS}, p.revision, a.id, a.routine_name, a.item_count, a.estimated_minutes,"
+    " a.start_date, a.end_date, a.days, a.times, a.note, a.ended_at,"
+    " (SELECT group_concat(c.local_date || ' ' || c.slot_time) FROM completions c"
+    "  WHERE c.assignment_id = a.id AND c.local_date BETWEEN :first AND :last AND c.slot_time IS NOT NULL) AS done"
+    f" FROM {devices.AUTH_FROM} LEFT JOIN assignments a ON a.patient_id = p.id"
+    "  AND a.start_date <= :last AND (a.end_date IS NULL OR a.end_date >= :first)"
+    "  AND (a.ended_at IS NULL OR a.ended_at >= :ended_after)"
+    f" WHERE {devices.AUTH_WHERE}"
+)
+
+
+async def today_for_device(
+    db: Database, memo: StreakMemo, token: str, *, now: datetime
+) -> tuple[devices.Me, dict[str, Any]] | None:
+    """today() for the patient behind a device token, authenticating in the same query (None: not signed in)."""
+    utc_day = now.astimezone(UTC).date()
+    rows = await db.fetchall(_TODAY_FOR_DEVICE, {
+        "token": token_hash(token),
+        "first": (utc_day - _ONE_DAY).isoformat(),
+        "last": (utc_day + _ONE_DAY).isoformat(),
+        "ended_after": iso(now - 2 * _ONE_DAY),
+    })
+    if not rows:
+        return None
+    me = await devices.seen(db, rows[0], now=now)
+    day = local_date(now, me.timezone)
+    text = day.isoformat()
+    running = [row for row in rows if row["id"] is not None]
+    done = {
+        (row["id"], text): {entry[11:] for entry in row["done"].split(",") if entry.startswith(text)}
+        for row in running if row["done"]
     }
+    revision = rows[0]["revision"]
+    streak_days = memo.get(me.patient_id, revision, text, me.timezone)
+    if streak_days is None:
+        streak_days = (await _streak(db, me.patient_id, me.timezone, me.joined_at, day))[0]
+        memo.put(me.patient_id, revision, text, me.timezone, streak_days)
+    return me, {**_day_view(running, done, day, me.timezone), "streak_days": streak_days}
 
 
 async def assignment_for_patient(db: Database, patient_id: int, assignment_id: int) -> assignments.Assignment:
@@ -139,21 +229,27 @@ async def record(
     when it was done; with every slot filled (or none that day) it is kept as an extra.
     """
     moment = (completed_at or now).astimezone(zone("UTC")).replace(microsecond=0)
+    text = day.isoformat()
     async with db.transaction() as tx:
-        # The same client_id again is a retry: answer with the row already stored, whatever was sent.
-        existing = await tx.fetchone(
-            f"SELECT {_COLUMNS} FROM completions WHERE patient_id = ? AND client_id = ?", (patient_id, client_id)
-        )
-        if existing is not None:
-            return _completion(existing), False
+        # One read under the write lock: the assignment, the day's filled slots, and whether this
+        # client_id was seen before (each statement is a hop to the writer's thread).
         row = await tx.fetchone(
-            "SELECT id, start_date, end_date, days, times, ended_at FROM assignments WHERE id = ? AND patient_id = ?",
-            (assignment_id, patient_id),
+            "SELECT a.id, a.start_date, a.end_date, a.days, a.times, a.ended_at,"
+            " (SELECT group_concat(c.slot_time) FROM completions c"
+            "  WHERE c.assignment_id = a.id AND c.local_date = :day AND c.slot_time IS NOT NULL) AS filled,"
+            " (SELECT c.id FROM completions c WHERE c.patient_id = :patient AND c.client_id = :client) AS seen"
+            " FROM (SELECT 1) LEFT JOIN assignments a ON a.id = :assignment AND a.patient_id = :patient",
+            {"day": text, "patient": patient_id, "client": client_id, "assignment": assignment_id},
         )
-        if row is None:
+        assert row is not None
+        # The same client_id again is a retry: answer with the row already stored, whatever was sent.
+        if row["seen"] is not None:
+            existing = await tx.fetchone(f"SELECT {_COLUMNS} FROM completions WHERE id = ?", (row["seen"],))
+            assert existing is not None
+            return _completion(existing), False
+        if row["id"] is None:
             raise NotFound("No such assignment.", fields={"assignment_id": "no such assignment"})
         plan = _plan(row)
-        text = day.isoformat()
         if text < plan.start_date or (plan.end_date is not None and text > plan.end_date):
             raise BadRequest("That date is outside this homework's dates.", {"date": "outside the assignment's dates"})
         if day > local_date(now + FUTURE_SLACK, timezone):
@@ -161,13 +257,7 @@ async def record(
         if moment > now + FUTURE_SLACK:
             raise BadRequest("That time is in the future.", {"completed_at": "must not be in the future"})
         times = slot_times(plan, day, timezone)
-        filled = {
-            r["slot_time"]
-            for r in await tx.fetchall(
-                "SELECT slot_time FROM completions WHERE assignment_id = ? AND local_date = ? AND slot_time IS NOT NULL",
-                (assignment_id, text),
-            )
-        }
+        filled = set(row["filled"].split(",")) if row["filled"] else set()
         slot: str | None
         if time in times and time not in filled:
             slot = time

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from . import invites, ratelimit
 from .clock import iso, parse_iso
-from .db import Database
+from .db import Database, Row
 from .errors import NotFound
 from .security import new_token, token_hash
 
@@ -86,16 +86,22 @@ async def join_with_code(db: Database, *, code: str, client: str, label: str, se
     return joined
 
 
+# Who a device token belongs to, as SQL other modules can join more onto (see completions.today_for_device).
+AUTH_COLUMNS = (
+    "d.id AS device_id, d.last_seen_at, p.id AS patient_id, p.name, p.timezone, p.joined_at, p.practitioner_id"
+)
+AUTH_FROM = "devices d JOIN patients p ON p.id = d.patient_id"
+AUTH_WHERE = "d.token_hash = :token AND d.revoked_at IS NULL AND p.archived = 0"
+
+
 async def authenticate(db: Database, token: str, *, now: datetime) -> Me | None:
     """The patient behind a device token, if the device is not revoked and the patient not archived."""
-    row = await db.fetchone(
-        "SELECT d.id AS device_id, d.last_seen_at, p.id AS patient_id, p.name, p.timezone, p.joined_at,"
-        " p.practitioner_id FROM devices d JOIN patients p ON p.id = d.patient_id"
-        " WHERE d.token_hash = ? AND d.revoked_at IS NULL AND p.archived = 0",
-        (token_hash(token),),
-    )
-    if row is None:
-        return None
+    row = await db.fetchone(f"SELECT {AUTH_COLUMNS} FROM {AUTH_FROM} WHERE {AUTH_WHERE}", {"token": token_hash(token)})
+    return None if row is None else await seen(db, row, now=now)
+
+
+async def seen(db: Database, row: Row, *, now: datetime) -> Me:
+    """The Me of an AUTH_COLUMNS row, noting (at most hourly) that the device was seen."""
     if now - parse_iso(row["last_seen_at"]) >= SEEN_PRECISION:
         await db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", (iso(now), row["device_id"]))
     return Me(row["device_id"], row["patient_id"], row["name"], row["timezone"], row["joined_at"], row["practitioner_id"])

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import devices, patients, practitioners
+from .completions import StreakMemo
 from .config import Settings
 from .db import Database
 from .errors import AppError, NotFound, PayloadTooLarge, Unauthorized
@@ -50,6 +51,8 @@ class Context:
     sender: PushSender | None = None
     # Background work started by requests (test pushes), kept so it is not garbage-collected.
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Patients' streaks, reused while their data is unchanged (completions.StreakMemo).
+    streaks: StreakMemo = field(default_factory=StreakMemo)
 
     def now(self) -> datetime:
         return self.clock()
@@ -273,16 +276,24 @@ class SecurityHeaders:
 
 # --- patient authentication ---------------------------------------------------------------
 
+NOT_SIGNED_IN = "This phone is not signed in. Open your clinic's invite link or enter your code."
+
+
+def device_token(request: Request) -> str | None:
+    """The device token from a validly signed cookie, if there is one."""
+    return ctx(request).device_signer.unsign(request.cookies.get(devices.COOKIE))
+
+
 async def current_patient(request: Request) -> Me:
     """The patient behind the device cookie; Unauthorized when missing, revoked or archived."""
     cached = getattr(request.state, "me", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     c = ctx(request)
-    token = c.device_signer.unsign(request.cookies.get(devices.COOKIE))
+    token = device_token(request)
     me = await devices.authenticate(c.db, token, now=c.now()) if token else None
     if me is None:
-        raise Unauthorized("This phone is not signed in. Open your clinic's invite link or enter your code.")
+        raise Unauthorized(NOT_SIGNED_IN)
     request.state.me = me
     return me
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -223,3 +224,105 @@ def test_a_streak_longer_than_the_first_read_is_counted_in_full(harness: Harness
         clock.advance(days=1)
     assert harness.client.get("/api/me/today", headers=me).json()["streak_days"] == 20
     assert harness.client.get("/api/me/history?days=28", headers=me).json()["streak_days"] == 20
+
+
+def revision(harness: Harness, patient_id: int) -> int:
+    return int(harness.run(harness.ctx.db.fetchval, "SELECT revision FROM patients WHERE id = ?", (patient_id,)))
+
+
+def test_every_write_that_can_move_a_streak_bumps_the_revision(harness: Harness, setup: dict[str, Any]) -> None:
+    pid, aid = setup["patient"]["id"], setup["assignment"]["id"]
+    db = harness.ctx.db
+
+    def bumps(sql: str, *params: Any) -> bool:
+        before = revision(harness, pid)
+        harness.run(db.execute, sql, params)
+        return revision(harness, pid) > before
+
+    assert complete(harness, setup["me"], aid, client_id="rev-00001").status_code == 201
+    assert bumps("UPDATE completions SET pain_after = 4 WHERE patient_id = ?", pid)
+    assert bumps("UPDATE assignments SET times = '[\"07:00\"]' WHERE id = ?", aid)
+    assert bumps("UPDATE assignments SET days = 3 WHERE id = ?", aid)
+    assert bumps("UPDATE assignments SET end_date = '2026-03-20' WHERE id = ?", aid)
+    assert bumps("UPDATE patients SET timezone = 'Asia/Tokyo' WHERE id = ?", pid)
+    assert bumps("UPDATE patients SET joined_at = '2026-03-01T00:00:00Z' WHERE id = ?", pid)
+    assert bumps("DELETE FROM completions WHERE patient_id = ?", pid)
+    # The reminder planner rewrites these all day; they do not touch what was scheduled or done.
+    assert not bumps("UPDATE assignments SET next_due_at = '2026-03-03T08:00:00Z' WHERE id = ?", aid)
+    assert not bumps("UPDATE patients SET name = 'Samantha' WHERE id = ?", pid)
+    before = revision(harness, pid)
+    harness.assignment(setup["doc"], pid, harness.routine(setup["doc"])["id"])
+    assert revision(harness, pid) > before
+    before = revision(harness, pid)
+    assert harness.client.delete(f"/api/assignments/{aid}", headers=setup["doc"]["bearer"]).status_code in (200, 204)
+    assert revision(harness, pid) > before
+
+
+def test_a_remembered_streak_follows_late_uploads_and_the_calendar(harness: Harness, clock: Clock) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patient = harness.patient(doc)
+    assignment = harness.assignment(doc, patient["id"], harness.routine(doc)["id"], times=["08:00"])
+    me = {"Cookie": harness.join(doc, patient["id"])}
+    clock.advance(days=3)  # Thursday 5 March, 09:00 in London: today's 08:00 slot is still open
+
+    def streak() -> int:
+        return int(harness.client.get("/api/me/today", headers=me).json()["streak_days"])
+
+    assert streak() == 0
+    # Uploads from a phone that was offline for days arrive late, newest first.
+    for n, day in enumerate(("2026-03-04", "2026-03-03", "2026-03-02")):
+        assert complete(harness, me, assignment["id"], client_id=f"late-{n:04d}", date=day, time="08:00").status_code == 201
+        assert streak() == n + 1
+    assert complete(harness, me, assignment["id"], client_id="today-0001", date="2026-03-05", time="08:00").status_code == 201
+    assert streak() == 4
+    clock.advance(days=1)  # Friday: today still open, the streak stands
+    assert streak() == 4
+    clock.advance(days=1)  # Saturday: Friday was missed
+    assert streak() == 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_today_for_a_device_matches_today_computed_the_long_way(harness: Harness, clock: Clock, seed: int) -> None:
+    """The one-query path (auth and today together, streak remembered) against completions.today."""
+    import random
+
+    from server import completions
+
+    rng = random.Random(seed)
+    doc = harness.practitioner("doc@clinic.example")
+    zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago", "America/New_York", "Asia/Kolkata", "Europe/London",
+             "Australia/Lord_Howe"]
+    routine = harness.routine(doc)
+    people = []
+    for n in range(3):
+        patient = harness.patient(doc, name=f"P{n}", timezone=rng.choice(zones))
+        for _ in range(rng.randint(0, 3)):
+            start = f"2026-03-{rng.randint(1, 8):02d}"
+            days = rng.sample(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], rng.randint(1, 7))
+            times = sorted(rng.sample(["00:30", "06:00", "08:00", "12:15", "19:30", "23:45"], rng.randint(1, 3)))
+            end = rng.choice([None, f"2026-03-{rng.randint(8, 20):02d}"])
+            harness.assignment(doc, patient["id"], routine["id"], start_date=start, days=days, times=times,
+                               end_date=end, note=rng.choice(["", "Slowly"]))
+        people.append((patient, {"Cookie": harness.join(doc, patient["id"])}))
+    clock.now = clock.now.replace(hour=0) + timedelta(days=rng.randint(0, 12), hours=rng.randint(0, 23),
+                                                       minutes=rng.choice([0, 29, 59]))
+    for patient, me in people:
+        listed = harness.client.get(f"/api/patients/{patient['id']}/assignments", headers=doc["bearer"]).json()
+        for a in listed["assignments"]:
+            if rng.random() < 0.3:
+                harness.client.delete(f"/api/assignments/{a['id']}", headers=doc["bearer"])
+                continue
+            for back in range(rng.randint(0, 6)):
+                day = (clock.now - timedelta(days=back)).date().isoformat()
+                complete(harness, me, a["id"], client_id=f"r{seed}-{a['id']}-{back:03d}", date=day,
+                         time=rng.choice(a["times"]))
+    clock.advance(hours=rng.randint(0, 30))  # an assignment ended earlier still shows that day's earlier slots
+    for patient, me in people:
+        for _ in range(2):  # the second answer comes with the remembered streak
+            fast = harness.client.get("/api/me/today", headers=me)
+            assert fast.status_code == 200, fast.text
+            tz = harness.client.get("/api/me", headers=me).json()["patient"]["timezone"]
+            joined = harness.client.get(f"/api/patients/{patient['id']}", headers=doc["bearer"]).json()["joined_at"]
+            slow = harness.run(completions.today, harness.ctx.db, patient_id=patient["id"], timezone=tz,
+                               joined_at=joined, now=clock.now)
+            assert fast.json() == slow, (seed, patient["id"])
