@@ -216,6 +216,8 @@ def cases(variants: list[tuple[str, Path]]) -> list[Case]:
         Case("ceiling", "bare Starlette, constant JSON (ceiling)", "ceiling", "today_ceiling", "rotate.lua"),
         Case("minimal", "minimal aiosqlite handler, 1 query, no auth (floor)", "minimal", "today_min", "rotate.lua"),
         Case("real", "**our app** GET /api/me/today", "real", "today_real", "rotate.lua"),
+        Case("real_cold", "our app, streak never remembered (first open of a day)", "real_no_memo", "today_real",
+             "rotate.lua"),
         Case("per_request", "our app, a connection per request", "real_conn_per_request", "today_real", "rotate.lua"),
         Case("minimal_w2", "minimal handler, 2 workers", "minimal", "today_min", "rotate.lua", workers=2),
         Case("real_w2", "**our app**, 2 workers", "real", "today_real", "rotate.lua", workers=2),
@@ -250,6 +252,7 @@ def report(all_cases: list[Case], args: argparse.Namespace, seeded: Seeded, timi
     baseline = {
         "minimal": f"{ratio(minimal, ceiling)} ceiling",
         "real": f"{ratio(real, ceiling)} ceiling, {ratio(real, minimal)} minimal",
+        "real_cold": f"{ratio(rps('real_cold'), real)} ours",
         "per_request": f"{ratio(rps('per_request'), real)} ours",
         "minimal_w2": f"{ratio(rps('minimal_w2'), minimal)} 1 worker",
         "real_w2": f"{ratio(rps('real_w2'), real)} 1 worker",
@@ -320,7 +323,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=400, help="distinct patients the load rotates over")
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--db", type=Path, help="seeded database to reuse (seeded there when missing)")
-    parser.add_argument("--only", help="comma-separated case keys to run (ceiling, minimal, real, per_request,"
+    parser.add_argument("--only", help="comma-separated case keys to run (ceiling, minimal, real, real_cold, per_request,"
                         " minimal_w2, real_w2, post_min, post_real, post_real_w2; variants add NAME, NAME_w2, NAME_post)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
                         help="also serve the app from another checkout (its own database copy)")

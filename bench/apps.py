@@ -151,3 +151,13 @@ def real_conn_per_request() -> ASGIApp:
     server.app.Database = PerRequestDatabase  # type: ignore[misc]
     settings = _settings()
     return _PerRequestConnection(server.app.create_app(settings), settings.db_path)
+
+
+def real_no_memo() -> Starlette:
+    """The product with the streak memory switched off: every request walks the streak
+    (what each patient's first open of the day, or the first after a write, costs)."""
+    from server import completions
+    from server.app import create_app
+
+    completions.StreakMemo.get = lambda self, *key: None  # type: ignore[method-assign]
+    return create_app(_settings())
