@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import devices, patients, practitioners
-from .completions import StreakMemo
+from . import completions, devices, patients, practitioners
 from .config import Settings
 from .db import Database
 from .errors import AppError, NotFound, PayloadTooLarge, Unauthorized
@@ -53,7 +52,7 @@ class Context:
     # Background work started by requests (test pushes), kept so it is not garbage-collected.
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     # Patients' streaks, reused while their data is unchanged (completions.StreakMemo).
-    streaks: StreakMemo = field(default_factory=StreakMemo)
+    streaks: completions.StreakMemo = field(default_factory=completions.StreakMemo)
 
     def now(self) -> datetime:
         return self.clock()
@@ -304,6 +303,17 @@ async def current_patient(request: Request) -> Me:
         raise Unauthorized(NOT_SIGNED_IN)
     request.state.me = me
     return me
+
+
+async def patient_today(request: Request) -> tuple[Me, dict[str, Any]]:
+    """The signed-in patient and their today (completions.today_for_device: one query for both)."""
+    c = ctx(request)
+    token = device_token(request)
+    found = await completions.today_for_device(c.db, c.streaks, token, now=c.now()) if token else None
+    if found is None:
+        raise Unauthorized(NOT_SIGNED_IN)
+    request.state.me = found[0]
+    return found
 
 
 def client_address(request: Request) -> str:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from .. import completions, devices, patients, reminders, insight
 from ..errors import BadRequest, Unauthorized
 from ..web import (
-    NOT_SIGNED_IN, client_address, ctx, current_patient, device_token, json, no_content, path_id, read_json, set_cookie,
+    client_address, ctx, current_patient, json, no_content, patient_today, path_id, read_json, set_cookie,
 )
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -71,12 +71,7 @@ async def sign_out(request: Request) -> Response:
 
 async def today(request: Request) -> Response:
     # The app's every open: device auth and today's rows come back in one query.
-    c = ctx(request)
-    token = device_token(request)
-    found = await completions.today_for_device(c.db, c.streaks, token, now=c.now()) if token else None
-    if found is None:
-        raise Unauthorized(NOT_SIGNED_IN)
-    request.state.me, data = found
+    _, data = await patient_today(request)
     return json(data)
 
 

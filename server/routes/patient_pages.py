@@ -23,6 +23,7 @@ from ..web import (
     client_address,
     ctx,
     current_patient,
+    patient_today,
     path_id,
     read_form,
     render,
@@ -220,12 +221,9 @@ def next_open(slots: list[dict[str, Any]]) -> int | None:
 
 
 async def today(request: Request) -> Response:
-    me = await current_patient(request)
+    me, data = await patient_today(request)
     c = ctx(request)
     now = c.now()
-    data = await completions.today(
-        c.db, patient_id=me.patient_id, timezone=me.timezone, joined_at=me.joined_at, now=now
-    )
     local = now.astimezone(zone(me.timezone))
     others: list[assignments.Assignment] = []
     if not data["slots"]:
