@@ -215,7 +215,9 @@ def error_response(scope: Scope, exc: AppError) -> Response:
         if path.startswith("/app"):
             return RedirectResponse("/app/join", status_code=303)
         return RedirectResponse(f"/login?next={path}", status_code=303)
-    html = templates.get_template("error.html").render({"error": exc, "request": None})
+    # The patient app's pages keep its own look (and no link into the practitioner's side).
+    page = "app/error.html" if path == "/app" or path.startswith("/app/") else "error.html"
+    html = templates.get_template(page).render({"error": exc, "request": None})
     return HTMLResponse(html, status_code=exc.status, headers=exc.headers)
 
 

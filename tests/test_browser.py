@@ -590,6 +590,8 @@ def test_axe_finds_nothing_serious_on_any_patient_page(
         for path in patient_pages(who):
             page.goto(path)
             problems[f"{scheme} {path}"] = axe_violations(page, only=only)
+        assert page.goto("/app/routine/999999").status == 404
+        problems[f"{scheme} not found"] = axe_violations(page, only=only)
         page.goto(f"/app/routine/{who['assignment']['id']}")
         page.get_by_role("button", name="Start exercises").click()
         problems[f"{scheme} player exercise"] = axe_violations(page, only=only)

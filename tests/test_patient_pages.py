@@ -219,7 +219,10 @@ def test_another_patients_routine_is_not_found(harness: Harness, setup: dict[str
     theirs = harness.assignment(other, stranger["id"], harness.routine(other)["id"])
     headers = sign_in(harness, setup)
     assert harness.client.get(f"/app/routine/{theirs['id']}", headers=headers).status_code == 404
-    assert harness.client.get("/app/routine/nope", headers=headers).status_code == 404
+    missing = harness.client.get("/app/routine/nope", headers=headers)
+    assert missing.status_code == 404
+    # In the patient app's own look, with the way back to today and no link to the staff side.
+    assert 'href="/app"' in missing.text and "pa-card" in missing.text and 'href="/"' not in missing.text
 
 
 def test_history_shows_the_days_and_the_pain_chart(
