@@ -30,7 +30,6 @@ from .schedule import (
     DayTally,
     Plan,
     Span,
-    count_slots,
     last_slot_before,
     slots_on,
     span,
@@ -482,11 +481,12 @@ async def _load(db: Database, found: Sequence[Patient], since: date, streak_sinc
 async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime) -> dict[int, Insight]:
     """Insight for each of the patients: assess()'s answers, read in a few queries whatever their number.
 
-    Nothing here walks each completion or each day in Python: per plan, the done slots come
-    as one string and count as a set intersection with the scheduled ones (a completion
-    counts once; one that fills no scheduled slot, none), SQLite adds up the pain ratings
-    (_FACTS_SQL), and the slots due are counted with calendar arithmetic
-    (schedule.count_slots). Only the streak walks back day by day, as far as it reaches.
+    Nothing here walks each completion in Python: per plan, the done slots come as one
+    string and count as a set intersection with the scheduled slot keys (a completion
+    counts once; one that fills no scheduled slot, not at all), and SQLite adds up the pain
+    ratings (_FACTS_SQL). The scheduled slots of the window are worked out once per kind of
+    plan and local day (patients in one zone share them), and the streak walks back only
+    as far as it reaches.
     """
     if not found:
         return {}
@@ -494,127 +494,177 @@ async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime)
     utc_today = now.date()
     since = utc_today - timedelta(days=WINDOW_DAYS + 1)
     streak_since = utc_today - timedelta(days=STREAK_LOOKBACK_DAYS + 1)
-    listed = {p.id: _Listed(p, now) for p in found}
+    calendars: dict[str, _Days] = {}
+    for p in found:
+        if p.timezone not in calendars:
+            today = local_date(now, p.timezone)
+            calendars[p.timezone] = next((c for c in calendars.values() if c.today == today), None) or _Days(today)
+    listed = {p.id: _Listed(p, calendars[p.timezone]) for p in found}
+    times: dict[str, tuple[str, ...]] = {}  # most plans share a few lists of times
     for row in await db.fetchall(_LIST_PLANS_SQL, (json.dumps(list(listed)), streak_since.isoformat())):
-        listed[row["patient_id"]].add(_plan(row))
+        text = row["times"]
+        if text not in times:
+            times[text] = tuple(json.loads(text))
+        listed[row["patient_id"]].add(Plan(row["id"], row["start_date"], row["end_date"], row["days"], times[text],
+                                           row["ended_at"]))
 
-    due_now: dict[tuple[tuple[str, ...], str], str] = {}  # the last slot due by now, per times and zone
+    shared = _Shared(now)
     for one in listed.values():
-        one.cut_at(now, due_now)
+        one.schedule(shared)
     plans = {aid: one for one in listed.values() for aid in one.spans}
-    scheduled: dict[tuple[Any, ...], set[str]] = {}  # patients in one zone share most of these
-    for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(plans)), min(one.first for one in listed.values()).isoformat(),
-                                                   max(one.today for one in listed.values()).isoformat())):
-        plans[aid].count_done(aid, set(done.split(",")), scheduled)
+    for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(plans)), min(c.first for c in calendars.values()),
+                                                   max(c.today for c in calendars.values()).isoformat())):
+        plans[aid].count_done(aid, set(done.split(",")))
 
-    bounds = json.dumps([[one.id, one.from_7d, one.first.isoformat()] for one in listed.values()])
-    for pid, window, latest_day_last, reminders, rating in (
+    bounds = json.dumps([[one.id, one.days.texts[RECENT_DAYS - 1], one.days.first] for one in listed.values()])
+    for pid, last, recent, earlier, reminders, rating in (
             await db.fetchall(_FACTS_SQL, (bounds, since.isoformat(), iso(now - timedelta(days=SAFETY_DAYS))))):
         one = listed[pid]
-        last, recent_n, recent_sum, earlier_n, earlier_sum = json.loads(window)
-        one.last_completed_at = max(filter(None, (last, latest_day_last)), default=None)
-        one.trend = _trend(recent_n, recent_sum, earlier_n, earlier_sum)
+        one.last_completed_at = last
+        recent_n, recent_sum = recent.split()
+        earlier_n, earlier_sum = earlier.split()
+        one.trend = _trend(int(recent_n), float(recent_sum), int(earlier_n), float(earlier_sum))
         one.reminders = bool(reminders)
         if rating is not None:
             newest = Rating(*json.loads(rating))
             one.unsafe = newest if is_unsafe(newest.before, newest.after) else None
 
     # A streak unbroken over the whole window may go back further: read older days for those only.
-    longer = {aid: one for one in listed.values() if one.walk(one.first) for aid in one.spans}
+    longer = {aid: one for one in listed.values() if one.walk() for aid in one.spans}
     if longer:
-        last_older = max(one.first for one in longer.values()) - _ONE_DAY
+        last_older = max(date.fromisoformat(one.days.first) for one in longer.values()) - _ONE_DAY
         for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(longer)), streak_since.isoformat(),
                                                        last_older.isoformat())):
             longer[aid].count_older(aid, set(done.split(",")))
         for one in set(longer.values()):
-            one.walk(one.floor)
+            one.walk()
     return {pid: one.insight() for pid, one in listed.items()}
 
 
 _DAY = itemgetter(slice(0, 10))  # the local date of a slot key "YYYY-MM-DDHH:MM"
 
 
+class _Days:
+    """The local days the list looks at for one local today (patients whose zones agree share them)."""
+
+    def __init__(self, today: date) -> None:
+        self.today = today
+        self.texts = [(today - timedelta(days=n)).isoformat() for n in range(STREAK_LOOKBACK_DAYS + 1)]  # newest first
+        self.first = self.texts[WINDOW_DAYS - 1]
+        self.first_day = today - timedelta(days=WINDOW_DAYS - 1)
+
+
+class _Shared:
+    """What patients of one list share while it is worked out: scheduled slots per kind of plan and day."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.window: dict[tuple[Any, ...], tuple[set[str], list[int]]] = {}
+        self.due_now: dict[tuple[tuple[str, ...], str], str] = {}
+        self.due_today: dict[tuple[Any, ...], set[str]] = {}
+
+    def scheduled(self, s: Span, days: _Days) -> tuple[set[str], list[int]]:
+        """The span's slot keys in the window, and its slots per day (newest first)."""
+        key = (max(s.first, days.first_day), s.last_day, s.last_time, s.days_mask, s.times, days.today)
+        if key not in self.window:
+            keys = slot_keys(s, days.first_day, days.today)
+            per_day = Counter(map(_DAY, keys))
+            self.window[key] = keys, [per_day[text] for text in days.texts[:WINDOW_DAYS]]
+        return self.window[key]
+
+    def due(self, s: Span, days: _Days, tz: str) -> set[str]:
+        """The span's slot keys of today that are due by now."""
+        zone_key = (s.times, tz)
+        if zone_key not in self.due_now:
+            self.due_now[zone_key] = last_slot_before(s.times, self.now, tz)
+        cut = until(s, self.due_now[zone_key])
+        key = (cut.first <= days.today, min(cut.last_day, days.today + _ONE_DAY), cut.last_time, cut.days_mask,
+               cut.times, days.today)
+        if key not in self.due_today:
+            self.due_today[key] = slot_keys(cut, days.today, days.today)
+        return self.due_today[key]
+
+
 class _Listed:
     """One patient of the list while their insight is worked out."""
 
-    def __init__(self, patient: Patient, now: datetime) -> None:
+    def __init__(self, patient: Patient, days: _Days) -> None:
         self.id, self.timezone, self.joined = patient.id, patient.timezone, patient.joined_at is not None
-        self.today = today = local_date(now, patient.timezone)
-        self.today_text = today.isoformat()
-        self.first = today - timedelta(days=WINDOW_DAYS - 1)
-        self.from_7d = (today - timedelta(days=RECENT_DAYS - 1)).isoformat()
+        self.days, self.today = days, days.today
         # The first day whose slots count (never joined: none do), and how far back a streak may go.
-        self.start = _joined_day(patient.joined_at, patient.timezone) if patient.joined_at else today + _ONE_DAY
-        self.floor = max(self.start, today - timedelta(days=STREAK_LOOKBACK_DAYS))
+        self.start = _joined_day(patient.joined_at, patient.timezone) if patient.joined_at else self.today + _ONE_DAY
         self.plans: list[Plan] = []
         self.spans: dict[int, Span] = {}
-        self.due: dict[int, Span] = {}  # the spans cut at now: today's slots due so far
+        self.window: dict[int, set[str]] = {}  # plan id -> its scheduled slot keys in the window
+        self.due_today: dict[int, set[str]] = {}  # plan id -> today's slot keys due by now
+        self.per_day = [0] * WINDOW_DAYS  # slots scheduled per day of the window, newest first
         self.done: Counter[str] = Counter()  # local date -> scheduled slots done that day
         self.done_28d = self.done_today_due = 0
         self.last_completed_at: str | None = None
         self.trend: tuple[str | None, float | None, float | None] = (None, None, None)
         self.unsafe: Rating | None = None
         self.reminders = False
-        self.streak_days, self.cursor = 0, today
+        self.streak_days, self.cursor = 0, 0  # the streak so far, and the next day to look at (days ago)
 
     def add(self, plan: Plan) -> None:
         self.plans.append(plan)
         self.spans[plan.id] = span(plan, self.timezone, not_before=self.start)
 
-    def cut_at(self, now: datetime, due_now: dict[tuple[tuple[str, ...], str], str]) -> None:
-        """Find each plan's slots due by now (today's later ones are not due yet)."""
-        for s in self.spans.values():
-            if slots_on(s, self.today):
-                key = (s.times, self.timezone)
-                if key not in due_now:
-                    due_now[key] = last_slot_before(s.times, now, self.timezone)
-                self.due[s.plan_id] = until(s, due_now[key])
+    def schedule(self, shared: _Shared) -> None:
+        for aid, s in self.spans.items():
+            self.window[aid], per_day = shared.scheduled(s, self.days)
+            self.per_day = [a + b for a, b in zip(self.per_day, per_day)]
+            if per_day[0]:
+                self.due_today[aid] = shared.due(s, self.days, self.timezone)
 
-    def count_done(self, plan_id: int, done: set[str], scheduled: dict[tuple[Any, ...], set[str]]) -> None:
+    def count_done(self, plan_id: int, done: set[str]) -> None:
         """Count a plan's done slots (keys "YYYY-MM-DDHH:MM") in the window, each scheduled one once."""
-        s = self.spans[plan_id]
-        key = (max(s.first, self.first), self.today, s.last_day, s.last_time, s.days_mask, s.times)
-        if key not in scheduled:
-            scheduled[key] = slot_keys(s, self.first, self.today)
-        counted = done & scheduled[key]
+        counted = done & self.window[plan_id]
         self.done.update(map(_DAY, counted))
         self.done_28d += len(counted)
-        if plan_id in self.due:  # today's slots done that were due by now (the others were done early)
-            self.done_today_due += len(counted & slot_keys(self.due[plan_id], self.today, self.today))
+        if plan_id in self.due_today:  # today's slots done that were due by now (the others were done early)
+            self.done_today_due += len(counted & self.due_today[plan_id])
 
     def count_older(self, plan_id: int, done: set[str]) -> None:
         """Count a plan's done slots before the window, for a streak that reaches past it."""
-        self.done.update(map(_DAY, done & slot_keys(self.spans[plan_id], self.floor, self.first - _ONE_DAY)))
+        first = date.fromisoformat(self.days.first)
+        older = slot_keys(self.spans[plan_id], first - timedelta(days=STREAK_LOOKBACK_DAYS), first - _ONE_DAY)
+        self.done.update(map(_DAY, done & older))
 
-    def walk(self, stop: date) -> bool:
-        """Walk the streak back to stop (or where it breaks); tell whether days before stop may extend it."""
+    def walk(self) -> bool:
+        """Walk the streak back from where it stopped; tell whether days before the window may extend it."""
         spans = self.spans.values()
-        bottom = max(stop, self.floor, min((s.first for s in spans), default=self.today + _ONE_DAY))
-        day = self.cursor
-        while day >= bottom:
-            due = sum(slots_on(s, day) for s in spans)
+        earliest = min((s.first for s in spans), default=self.today + _ONE_DAY)
+        # The patient app's streak looks back STREAK_LOOKBACK_DAYS days: never further, so the numbers agree.
+        oldest = min((self.today - earliest).days, STREAK_LOOKBACK_DAYS)
+        n = self.cursor
+        while n <= oldest:
+            if n < WINDOW_DAYS:
+                due = self.per_day[n]
+            else:
+                day = self.today - timedelta(days=n)
+                due = sum(slots_on(s, day) for s in spans)
             if due:
-                if self.done[day.isoformat()] >= due:
+                if self.done[self.days.texts[n]] >= due:
                     self.streak_days += 1
-                elif day != self.today:
-                    self.cursor = date.min
+                elif n:  # today, still open, does not break it
+                    self.cursor = STREAK_LOOKBACK_DAYS + 1
                     return False
-            day -= _ONE_DAY
-        self.cursor = day
-        return day >= self.floor and any(s.first <= day for s in spans)
+            n += 1
+            if n == WINDOW_DAYS and n <= oldest and self.cursor < WINDOW_DAYS:
+                self.cursor = n
+                return True
+        self.cursor = n
+        return False
 
     def insight(self) -> Insight:
-        yesterday = self.today - _ONE_DAY
-        spans = self.spans.values()
-        due_28d, due_7d, due_lately = (
-            sum(count_slots(s, self.today - timedelta(days=days - 1), yesterday) for s in spans)
-            for days in (WINDOW_DAYS, RECENT_DAYS, INACTIVE_DAYS))
+        per_day, texts = self.per_day, self.days.texts
         # Today: the slots due by now, and any done early.
-        due_today = sum(slots_on(s, self.today) for s in self.due.values())
-        done_today = self.done[self.today_text]
-        due_today += done_today - self.done_today_due
-        done_7d = sum(self.done[(self.today - timedelta(days=n)).isoformat()] for n in range(RECENT_DAYS))
-        counts = Counts(done_7d, due_7d + due_today, self.done_28d, due_28d + due_today, due_lately + due_today)
+        due_today = sum(map(len, self.due_today.values())) + self.done[texts[0]] - self.done_today_due
+        counts = Counts(
+            sum(self.done[text] for text in texts[:RECENT_DAYS]), sum(per_day[1:RECENT_DAYS]) + due_today,
+            self.done_28d, sum(per_day[1:]) + due_today, sum(per_day[1:INACTIVE_DAYS]) + due_today,
+        )
         return judge(counts, self.plans, self.today, timezone=self.timezone, joined=self.joined, start=self.start,
                      streak_days=self.streak_days, last_completed_at=self.last_completed_at, trend=self.trend,
                      unsafe=self.unsafe, reminders=self.reminders)
@@ -635,19 +685,18 @@ _DONE_SQL = (
 # pain after stretching on each side of pain_trend (count, total), whether reminders are
 # on, and the newest rating after stretching (the one safety_flag decides by). Each is a
 # seek into one patient's rows of the completions_patient_date index: nothing is sorted
-# but that patient's few recent ratings. The latest homework day's last completion is for
-# patients with nothing lately.
+# but that patient's few recent ratings. Only for patients with nothing in the window is the
+# last completion that of their latest homework day.
 _FACTS_SQL = """
 WITH p AS MATERIALIZED (SELECT value ->> 0 AS id, value ->> 1 AS from_7d, value ->> 2 AS from_28d FROM json_each(?1))
 SELECT p.id,
-    (SELECT json_array(max(completed_at),
-                       count(CASE WHEN local_date >= p.from_7d THEN pain_after END),
-                       total(CASE WHEN local_date >= p.from_7d THEN pain_after END),
-                       count(CASE WHEN local_date >= p.from_28d AND local_date < p.from_7d THEN pain_after END),
-                       total(CASE WHEN local_date >= p.from_28d AND local_date < p.from_7d THEN pain_after END))
-     FROM completions WHERE patient_id = p.id AND local_date >= ?2),
-    (SELECT max(c.completed_at) FROM completions c WHERE c.patient_id = p.id
-      AND c.local_date = (SELECT max(local_date) FROM completions WHERE patient_id = p.id)),
+    coalesce((SELECT max(completed_at) FROM completions WHERE patient_id = p.id AND local_date >= ?2),
+             (SELECT max(c.completed_at) FROM completions c WHERE c.patient_id = p.id
+               AND c.local_date = (SELECT max(local_date) FROM completions WHERE patient_id = p.id))),
+    (SELECT count(pain_after) || ' ' || total(pain_after) FROM completions
+      WHERE patient_id = p.id AND local_date >= p.from_7d),
+    (SELECT count(pain_after) || ' ' || total(pain_after) FROM completions
+      WHERE patient_id = p.id AND local_date >= p.from_28d AND local_date < p.from_7d),
     EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.patient_id = p.id),
     (SELECT json_array(c.completed_at, c.local_date, c.pain_before, c.pain_after) FROM completions c
       WHERE c.patient_id = p.id AND c.local_date >= ?2 AND c.pain_after IS NOT NULL AND c.completed_at >= ?3

@@ -271,13 +271,13 @@ def last_slot_before(times: tuple[str, ...], moment: datetime, tz: str) -> str:
     ended_day = moment.astimezone(zone(tz)).date()
     # slot_times keeps every time of the days up to two before the end and checks the rest;
     # no local time two days after the end's local date comes before it.
-    key = f"{(ended_day - 2 * _ONE_DAY).isoformat()} {END_OF_DAY}"
-    for offset in (-1, 0, 1):
+    # The slots kept are a prefix of the keys: the first one kept, from the latest down, is the last.
+    for offset in (1, 0, -1):
         day = ended_day + offset * _ONE_DAY
-        for t in times:
+        for t in sorted(times, reverse=True):
             if local_moment(day, t, tz) < moment:
-                key = max(key, f"{day.isoformat()} {t}")
-    return key
+                return f"{day.isoformat()} {t}"
+    return f"{(ended_day - 2 * _ONE_DAY).isoformat()} {END_OF_DAY}"
 
 
 def until(s: Span, key: str) -> Span:
@@ -285,25 +285,6 @@ def until(s: Span, key: str) -> Span:
     if key >= s.last_key:
         return s
     return s._replace(last_day=date.fromisoformat(key[:10]), last_time=key[11:])
-
-
-def weekdays_in(days_mask: int, first: date, last: date) -> int:
-    """How many days from first to last (both included) fall on a weekday of days_mask (Monday = 1)."""
-    if last < first:
-        return 0
-    weeks, rest = divmod((last - first).days + 1, 7)
-    shift = first.weekday()
-    rotated = ((days_mask >> shift) | (days_mask << (7 - shift))) & 127  # bit i: the weekday of first + i days
-    return weeks * days_mask.bit_count() + (rotated & ((1 << rest) - 1)).bit_count()
-
-
-def count_slots(s: Span, first: date, last: date) -> int:
-    """The span's slots on the local days first to last (both included), without walking the days."""
-    lo = first if first > s.first else s.first
-    count = len(s.times) * weekdays_in(s.days_mask, lo, min(last, s.last_day - _ONE_DAY))
-    if lo <= s.last_day <= last and s.days_mask & (1 << s.last_day.weekday()):
-        count += _times_until(s)
-    return count
 
 
 def slots_on(s: Span, day: date) -> int:

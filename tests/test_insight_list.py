@@ -20,7 +20,7 @@ import pytest
 from server import insight, patients
 from server.clock import iso, local_date
 from server.db import Database, migrate
-from server.schedule import Plan, count_slots, local_moment, slot_keys, slot_times, slots_on, span
+from server.schedule import Plan, local_moment, slot_keys, slot_times, slots_on, span
 
 ZONES = ("Europe/London", "America/New_York", "Australia/Adelaide", "Australia/Lord_Howe", "Asia/Kolkata",
          "Pacific/Auckland", "America/Sao_Paulo", "UTC")
@@ -130,7 +130,7 @@ def test_the_list_agrees_with_the_definition(tmp_path: Path, seed: int) -> None:
     asyncio.run(check())
 
 
-def test_span_counts_match_slot_times() -> None:
+def test_a_span_schedules_what_slot_times_does() -> None:
     rng = random.Random(5)
     for _ in range(2000):
         tz = rng.choice(ZONES)
@@ -142,7 +142,6 @@ def test_span_counts_match_slot_times() -> None:
         first, last = sorted((_some_day(rng, today, 110, 40), _some_day(rng, today, 110, 40)))
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         expected = {d: [] if joined and d < joined else slot_times(plan, d, tz) for d in days}
-        assert count_slots(s, first, last) == sum(len(t) for t in expected.values()), (plan, tz, first, last)
         assert slot_keys(s, first, last) == {d.isoformat() + t for d, ts in expected.items() for t in ts}
         day = rng.choice(days)
         assert slots_on(s, day) == len(expected[day])
