@@ -10,10 +10,11 @@ patient); assess() and the other rule functions are pure and take the clock as a
 from __future__ import annotations
 
 import json
+import math
 import statistics
-from collections import OrderedDict, defaultdict
-from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache, partial
 from operator import itemgetter
@@ -24,7 +25,18 @@ from .clock import iso, local_date, parse_iso, zone
 from .completions import STREAK_LOOKBACK_DAYS
 from .db import Database, Row
 from .patients import Patient
-from .schedule import DayTally, Plan, streak, tally
+from .schedule import (
+    slot_keys,
+    DayTally,
+    Plan,
+    Span,
+    last_slot_before,
+    slots_on,
+    span,
+    streak,
+    tally,
+    until,
+)
 
 WINDOW_DAYS = 28  # the long adherence window, the calendar and the pain trend
 RECENT_DAYS = 7  # "the last week"
@@ -37,6 +49,7 @@ SAFETY_PAIN_AFTER = 8  # pain after stretching at or above this ...
 SAFETY_RISE = 3  # ... or this many points above the same completion's before-rating
 SAFETY_DAYS = 14  # how long a safety flag stays without a reassuring completion
 MAX_IDS = 500  # ids per IN (...) list
+_ONE_DAY = timedelta(days=1)
 
 # Most urgent first: the order of flags in lists, and their weight in the attention sort.
 FLAG_WEIGHTS = {"safety": 16, "inactive": 8, "pain_rising": 4, "adherence_falling": 2, "not_joined": 1}
@@ -70,13 +83,11 @@ class Record:
     ratings: list[Rating] = field(default_factory=list)  # only completions with a pain rating
     last_completed_at: str | None = None
     reminders: bool = False
-    slot_rows: list[tuple[int, str, str]] = field(default_factory=list)  # what `done` was built from
 
     def add_completion(self, assignment_id: int, day: str, slot: str | None, completed_at: str,
                        before: int | None, after: int | None) -> None:
         if slot is not None:
             self.done[(assignment_id, day)].add(slot)
-            self.slot_rows.append((assignment_id, day, slot))
         if before is not None or after is not None:
             self.ratings.append(Rating(completed_at, day, before, after))
         if self.last_completed_at is None or completed_at > self.last_completed_at:
@@ -101,7 +112,6 @@ class Insight:
     pain_recent: float | None
     pain_earlier: float | None
     safety: Rating | None
-    streak_may_continue: bool = False  # unbroken over every loaded day: older days may add to it
 
     def public(self) -> dict[str, object]:
         return {
@@ -147,31 +157,6 @@ def _pct(value: float | None) -> str:
 
 
 # --- the rules (pure) -----------------------------------------------------------------------
-
-# schedule.tally is pure, and a practitioner's list asks it the same questions all day: the
-# past days of a patient change only with a new completion, assignment or join date. So the
-# list remembers answers by their complete inputs; a changed input is simply another key.
-TALLY_CACHE_SIZE = 4096
-_tallies: OrderedDict[Hashable, tuple[DayTally, ...]] = OrderedDict()
-
-
-def remembered_tally(plans: Sequence[Plan], done: dict[tuple[int, str], set[str]], first: date, last: date,
-                     tz: str, *, not_before: date | None, done_from: frozenset[tuple[int, str, str]]) -> list[DayTally]:
-    """schedule.tally, answered from memory when every input is the same as before.
-
-    done_from is the set of (assignment, day, slot) rows `done` was built from: it determines
-    `done`, and is far cheaper to compare.
-    """
-    key = (tuple(plans), done_from, first, last, tz, not_before)
-    found = _tallies.get(key)
-    if found is None:
-        found = _tallies[key] = tuple(tally(plans, done, first, last, tz, not_before=not_before))
-        if len(_tallies) > TALLY_CACHE_SIZE:
-            _tallies.popitem(last=False)
-    else:
-        _tallies.move_to_end(key)
-    return list(found)
-
 
 def not_before(record: Record, today: date) -> date:
     """The first local day whose slots count: the day the patient joined (never joined: none do)."""
@@ -228,9 +213,15 @@ def pain_trend(ratings: Sequence[Rating], today: date) -> tuple[str | None, floa
     earlier_from = (today - timedelta(days=WINDOW_DAYS - 1)).isoformat()
     recent = [r.after for r in ratings if r.after is not None and r.date >= recent_from]
     earlier = [r.after for r in ratings if r.after is not None and earlier_from <= r.date < recent_from]
-    if len(recent) < PAIN_MIN_RATINGS or len(earlier) < PAIN_MIN_RATINGS:
-        return None, (statistics.fmean(recent) if recent else None), None
-    now_mean, before_mean = statistics.fmean(recent), statistics.fmean(earlier)
+    return _trend(len(recent), math.fsum(recent), len(earlier), math.fsum(earlier))
+
+
+def _trend(recent_n: int, recent_sum: float, earlier_n: int,
+           earlier_sum: float) -> tuple[str | None, float | None, float | None]:
+    """pain_trend from the count and sum of each side's ratings (the list has SQLite add them up)."""
+    if recent_n < PAIN_MIN_RATINGS or earlier_n < PAIN_MIN_RATINGS:
+        return None, (recent_sum / recent_n if recent_n else None), None
+    now_mean, before_mean = recent_sum / recent_n, earlier_sum / earlier_n
     change = now_mean - before_mean
     trend = "up" if change >= PAIN_STEP else "down" if change <= -PAIN_STEP else "flat"
     return trend, now_mean, before_mean
@@ -267,68 +258,91 @@ def safety_flag(ratings: Sequence[Rating], now: datetime) -> Rating | None:
     return None
 
 
-def streak_may_continue(record: Record, days: list[DayTally], today: date) -> bool:
-    """Tell whether the streak runs unbroken over every loaded day, so older days may extend it."""
-    if any(d.scheduled and d.completed < d.scheduled and d.date != today.isoformat() for d in days):
-        return False
-    since = record.since.isoformat()
-    return not_before(record, today) < record.since and any(p.start_date < since for p in record.plans)
+class Counts(NamedTuple):
+    """Slots done and due in the list's windows of local days ending today.
+
+    Today counts only the slots due so far plus any done early (see day_tallies).
+    """
+
+    done_7d: int
+    due_7d: int
+    done_28d: int
+    due_28d: int
+    due_lately: int  # the last INACTIVE_DAYS days
 
 
 def assess(record: Record, now: datetime) -> Insight:
-    """Adherence, streak, pain trend and flags of one patient as of now."""
+    """Adherence, streak, pain trend and flags of one patient as of now, day by day: the definition.
+
+    for_patients computes the same for a whole list without walking each day; the tests hold
+    the two to the same answers.
+    """
     today = local_date(now, record.timezone)
     first = today - timedelta(days=WINDOW_DAYS - 1)
     start = not_before(record, today)
     # The patient app's streak looks back STREAK_LOOKBACK_DAYS days: never further, so the numbers agree.
     history = min(first, max(record.since, today - timedelta(days=STREAK_LOOKBACK_DAYS)))
     plans = [p for p in record.plans if p.end_date is None or p.end_date >= history.isoformat()]
-    plain = remembered_tally(plans, record.done, history, today, record.timezone, not_before=start,
-                             done_from=frozenset(record.slot_rows))
+    plain = tally(plans, record.done, history, today, record.timezone, not_before=start)
     # The streak is the patient app's number (completions.today): whole days, today once complete.
     streak_days = streak(plain, today.isoformat())
     days = plain[-WINDOW_DAYS:]
     days[-1] = _due_so_far(record, days[-1], today, now)
-    rate_7d, done_7d, due_7d = adherence(days[-RECENT_DAYS:])
-    rate_28d, _, _ = adherence(days)
-    rate_before, _, due_before = adherence(days[:-RECENT_DAYS])
-
-    joined = record.joined_at is not None
-    last_day = local_date(parse_iso(record.last_completed_at), record.timezone) if record.last_completed_at else None
-    quiet_since = last_day or (start if joined else None)
+    _, done_7d, due_7d = adherence(days[-RECENT_DAYS:])
+    _, done_28d, due_28d = adherence(days)
     _, _, due_lately = adherence(days[-INACTIVE_DAYS:])
-    trend, pain_recent, pain_earlier = pain_trend(record.ratings, today)
-    unsafe = safety_flag(record.ratings, now)
+    return judge(
+        Counts(done_7d, due_7d, done_28d, due_28d, due_lately), record.plans, today,
+        timezone=record.timezone, joined=record.joined_at is not None, start=start, streak_days=streak_days,
+        last_completed_at=record.last_completed_at, trend=pain_trend(record.ratings, today),
+        unsafe=safety_flag(record.ratings, now), reminders=record.reminders,
+    )
+
+
+def judge(counts: Counts, plans: Sequence[Plan], today: date, *, timezone: str, joined: bool, start: date,
+          streak_days: int, last_completed_at: str | None,
+          trend: tuple[str | None, float | None, float | None], unsafe: Rating | None,
+          reminders: bool) -> Insight:
+    """The rates and flags from one patient's counts and pain facts (start: the first day that counts)."""
+    rate_7d = _rate(counts.done_7d, counts.due_7d)
+    due_before = counts.due_28d - counts.due_7d
+    rate_before = _rate(counts.done_28d - counts.done_7d, due_before)
+    last_day = local_date(parse_iso(last_completed_at), timezone) if last_completed_at else None
+    quiet_since = last_day or (start if joined else None)
+    word, pain_recent, pain_earlier = trend
 
     flags = []
     if unsafe is not None:
         flags.append("safety")
-    if joined and quiet_since is not None and (today - quiet_since).days >= INACTIVE_DAYS and due_lately:
+    if joined and quiet_since is not None and (today - quiet_since).days >= INACTIVE_DAYS and counts.due_lately:
         flags.append("inactive")
-    if trend == "up":
+    if word == "up":
         flags.append("pain_rising")
-    if (rate_7d is not None and rate_before is not None and due_7d >= FALLING_MIN_SLOTS
+    if (rate_7d is not None and rate_before is not None and counts.due_7d >= FALLING_MIN_SLOTS
             and due_before >= FALLING_MIN_SLOTS and rate_before - rate_7d >= FALLING_DROP - 1e-9):
         flags.append("adherence_falling")
-    if not joined and any(p.end_date is None or p.end_date >= today.isoformat() for p in record.plans):
+    if not joined and any(p.end_date is None or p.end_date >= today.isoformat() for p in plans):
         flags.append("not_joined")
     return Insight(
         adherence_7d=rate_7d,
-        adherence_28d=rate_28d,
+        adherence_28d=_rate(counts.done_28d, counts.due_28d),
         streak_days=streak_days,
-        last_completed_at=record.last_completed_at,
-        pain_trend=trend,
+        last_completed_at=last_completed_at,
+        pain_trend=word,
         flags=tuple(flags),
-        reminders_enabled=record.reminders,
-        done_7d=done_7d,
-        scheduled_7d=due_7d,
+        reminders_enabled=reminders,
+        done_7d=counts.done_7d,
+        scheduled_7d=counts.due_7d,
         adherence_before=rate_before,
         days_since_last=(today - last_day).days if last_day else None,
         pain_recent=pain_recent,
         pain_earlier=pain_earlier,
         safety=unsafe,
-        streak_may_continue=bool(streak_days) and streak_may_continue(record, plain, today),
     )
+
+
+def _rate(done: int, due: int) -> float | None:
+    return done / due if due else None
 
 
 def attention_key(name: str, insight: Insight) -> tuple[Any, ...]:
@@ -449,7 +463,6 @@ async def _load(db: Database, found: Sequence[Patient], since: date, streak_sinc
             record = records[pid]
             if slot is not None:
                 record.done[(aid, day)].add(slot)
-                record.slot_rows.append((aid, day, slot))
             if before is not None or after is not None:
                 record.ratings.append(_rating((completed_at, day, before, after)))
             if record.last_completed_at is None or completed_at > record.last_completed_at:
@@ -466,31 +479,230 @@ async def _load(db: Database, found: Sequence[Patient], since: date, streak_sinc
 
 
 async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime) -> dict[int, Insight]:
-    """Insight for each of the patients, read in a few queries whatever their number."""
+    """Insight for each of the patients: assess()'s answers, read in a few queries whatever their number.
+
+    Nothing here walks each completion in Python: per plan, the done slots come as one
+    string and count as a set intersection with the scheduled slot keys (a completion
+    counts once; one that fills no scheduled slot, not at all), and SQLite adds up the pain
+    ratings (_FACTS_SQL). The scheduled slots of the window are worked out once per kind of
+    plan and local day (patients in one zone share them), and the streak walks back only
+    as far as it reaches.
+    """
     if not found:
         return {}
     # Local dates are at most a day away from UTC's: one UTC bound covers every zone's window.
     utc_today = now.date()
     since = utc_today - timedelta(days=WINDOW_DAYS + 1)
     streak_since = utc_today - timedelta(days=STREAK_LOOKBACK_DAYS + 1)
-    records = await _load(db, found, since, streak_since)
-    for r in records.values():
-        r.since = local_date(now, r.timezone) - timedelta(days=WINDOW_DAYS - 1)  # tally just the window
-    result = {pid: assess(r, now) for pid, r in records.items()}
-    # A streak unbroken over the whole window may go back further: load older days for those only.
-    longer = [pid for pid, insight in result.items() if insight.streak_may_continue]
-    for chunk in _chunks(longer):
-        for row in await db.fetchall(
-            f"{_COMPLETION_SQL} WHERE patient_id IN ({_marks(chunk)}) AND local_date >= ? AND local_date < ?"
-            " AND slot_time IS NOT NULL",
-            (*chunk, streak_since.isoformat(), since.isoformat()),
-        ):
-            records[row["patient_id"]].add_completion(row["assignment_id"], row["local_date"], row["slot_time"],
-                                                      row["completed_at"], None, None)
-        for pid in chunk:
-            records[pid].since = local_date(now, records[pid].timezone) - timedelta(days=STREAK_LOOKBACK_DAYS)
-            result[pid] = replace(result[pid], streak_days=assess(records[pid], now).streak_days)
-    return result
+    calendars: dict[str, _Days] = {}
+    for p in found:
+        if p.timezone not in calendars:
+            today = local_date(now, p.timezone)
+            calendars[p.timezone] = next((c for c in calendars.values() if c.today == today), None) or _Days(today)
+    listed = {p.id: _Listed(p, calendars[p.timezone]) for p in found}
+    times: dict[str, tuple[str, ...]] = {}  # most plans share a few lists of times
+    for row in await db.fetchall(_LIST_PLANS_SQL, (json.dumps(list(listed)), streak_since.isoformat())):
+        text = row["times"]
+        if text not in times:
+            times[text] = tuple(json.loads(text))
+        listed[row["patient_id"]].add(Plan(row["id"], row["start_date"], row["end_date"], row["days"], times[text],
+                                           row["ended_at"]))
+
+    shared = _Shared(now)
+    for one in listed.values():
+        one.schedule(shared)
+    plans = {aid: one for one in listed.values() for aid in one.spans}
+    for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(plans)), min(c.first for c in calendars.values()),
+                                                   max(c.today for c in calendars.values()).isoformat())):
+        plans[aid].count_done(aid, set(done.split(",")))
+
+    bounds = json.dumps([[one.id, one.days.texts[RECENT_DAYS - 1], one.days.first] for one in listed.values()])
+    for pid, last, recent, earlier, reminders, rating in (
+            await db.fetchall(_FACTS_SQL, (bounds, since.isoformat(), iso(now - timedelta(days=SAFETY_DAYS))))):
+        one = listed[pid]
+        one.last_completed_at = last
+        recent_n, recent_sum = recent.split()
+        earlier_n, earlier_sum = earlier.split()
+        one.trend = _trend(int(recent_n), float(recent_sum), int(earlier_n), float(earlier_sum))
+        one.reminders = bool(reminders)
+        if rating is not None:
+            newest = Rating(*json.loads(rating))
+            one.unsafe = newest if is_unsafe(newest.before, newest.after) else None
+
+    # A streak unbroken over the whole window may go back further: read older days for those only.
+    longer = {aid: one for one in listed.values() if one.walk() for aid in one.spans}
+    if longer:
+        last_older = max(date.fromisoformat(one.days.first) for one in longer.values()) - _ONE_DAY
+        for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(longer)), streak_since.isoformat(),
+                                                       last_older.isoformat())):
+            longer[aid].count_older(aid, set(done.split(",")))
+        for one in set(longer.values()):
+            one.walk()
+    return {pid: one.insight() for pid, one in listed.items()}
+
+
+_DAY = itemgetter(slice(0, 10))  # the local date of a slot key "YYYY-MM-DDHH:MM"
+
+
+class _Days:
+    """The local days the list looks at for one local today (patients whose zones agree share them)."""
+
+    def __init__(self, today: date) -> None:
+        self.today = today
+        self.texts = [(today - timedelta(days=n)).isoformat() for n in range(STREAK_LOOKBACK_DAYS + 1)]  # newest first
+        self.first = self.texts[WINDOW_DAYS - 1]
+        self.first_day = today - timedelta(days=WINDOW_DAYS - 1)
+
+
+class _Shared:
+    """What patients of one list share while it is worked out: scheduled slots per kind of plan and day."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.window: dict[tuple[Any, ...], tuple[set[str], list[int]]] = {}
+        self.due_now: dict[tuple[tuple[str, ...], str], str] = {}
+        self.due_today: dict[tuple[Any, ...], set[str]] = {}
+
+    def scheduled(self, s: Span, days: _Days) -> tuple[set[str], list[int]]:
+        """The span's slot keys in the window, and its slots per day (newest first)."""
+        key = (max(s.first, days.first_day), s.last_day, s.last_time, s.days_mask, s.times, days.today)
+        if key not in self.window:
+            keys = slot_keys(s, days.first_day, days.today)
+            per_day = Counter(map(_DAY, keys))
+            self.window[key] = keys, [per_day[text] for text in days.texts[:WINDOW_DAYS]]
+        return self.window[key]
+
+    def due(self, s: Span, days: _Days, tz: str) -> set[str]:
+        """The span's slot keys of today that are due by now."""
+        zone_key = (s.times, tz)
+        if zone_key not in self.due_now:
+            self.due_now[zone_key] = last_slot_before(s.times, self.now, tz)
+        cut = until(s, self.due_now[zone_key])
+        key = (cut.first <= days.today, min(cut.last_day, days.today + _ONE_DAY), cut.last_time, cut.days_mask,
+               cut.times, days.today)
+        if key not in self.due_today:
+            self.due_today[key] = slot_keys(cut, days.today, days.today)
+        return self.due_today[key]
+
+
+class _Listed:
+    """One patient of the list while their insight is worked out."""
+
+    def __init__(self, patient: Patient, days: _Days) -> None:
+        self.id, self.timezone, self.joined = patient.id, patient.timezone, patient.joined_at is not None
+        self.days, self.today = days, days.today
+        # The first day whose slots count (never joined: none do), and how far back a streak may go.
+        self.start = _joined_day(patient.joined_at, patient.timezone) if patient.joined_at else self.today + _ONE_DAY
+        self.plans: list[Plan] = []
+        self.spans: dict[int, Span] = {}
+        self.window: dict[int, set[str]] = {}  # plan id -> its scheduled slot keys in the window
+        self.due_today: dict[int, set[str]] = {}  # plan id -> today's slot keys due by now
+        self.per_day = [0] * WINDOW_DAYS  # slots scheduled per day of the window, newest first
+        self.done: Counter[str] = Counter()  # local date -> scheduled slots done that day
+        self.done_28d = self.done_today_due = 0
+        self.last_completed_at: str | None = None
+        self.trend: tuple[str | None, float | None, float | None] = (None, None, None)
+        self.unsafe: Rating | None = None
+        self.reminders = False
+        self.streak_days, self.cursor = 0, 0  # the streak so far, and the next day to look at (days ago)
+
+    def add(self, plan: Plan) -> None:
+        self.plans.append(plan)
+        self.spans[plan.id] = span(plan, self.timezone, not_before=self.start)
+
+    def schedule(self, shared: _Shared) -> None:
+        for aid, s in self.spans.items():
+            self.window[aid], per_day = shared.scheduled(s, self.days)
+            self.per_day = [a + b for a, b in zip(self.per_day, per_day)]
+            if per_day[0]:
+                self.due_today[aid] = shared.due(s, self.days, self.timezone)
+
+    def count_done(self, plan_id: int, done: set[str]) -> None:
+        """Count a plan's done slots (keys "YYYY-MM-DDHH:MM") in the window, each scheduled one once."""
+        counted = done & self.window[plan_id]
+        self.done.update(map(_DAY, counted))
+        self.done_28d += len(counted)
+        if plan_id in self.due_today:  # today's slots done that were due by now (the others were done early)
+            self.done_today_due += len(counted & self.due_today[plan_id])
+
+    def count_older(self, plan_id: int, done: set[str]) -> None:
+        """Count a plan's done slots before the window, for a streak that reaches past it."""
+        first = date.fromisoformat(self.days.first)
+        older = slot_keys(self.spans[plan_id], first - timedelta(days=STREAK_LOOKBACK_DAYS), first - _ONE_DAY)
+        self.done.update(map(_DAY, done & older))
+
+    def walk(self) -> bool:
+        """Walk the streak back from where it stopped; tell whether days before the window may extend it."""
+        spans = self.spans.values()
+        earliest = min((s.first for s in spans), default=self.today + _ONE_DAY)
+        # The patient app's streak looks back STREAK_LOOKBACK_DAYS days: never further, so the numbers agree.
+        oldest = min((self.today - earliest).days, STREAK_LOOKBACK_DAYS)
+        n = self.cursor
+        while n <= oldest:
+            if n < WINDOW_DAYS:
+                due = self.per_day[n]
+            else:
+                day = self.today - timedelta(days=n)
+                due = sum(slots_on(s, day) for s in spans)
+            if due:
+                if self.done[self.days.texts[n]] >= due:
+                    self.streak_days += 1
+                elif n:  # today, still open, does not break it
+                    self.cursor = STREAK_LOOKBACK_DAYS + 1
+                    return False
+            n += 1
+            if n == WINDOW_DAYS and n <= oldest and self.cursor < WINDOW_DAYS:
+                self.cursor = n
+                return True
+        self.cursor = n
+        return False
+
+    def insight(self) -> Insight:
+        per_day, texts = self.per_day, self.days.texts
+        # Today: the slots due by now, and any done early.
+        due_today = sum(map(len, self.due_today.values())) + self.done[texts[0]] - self.done_today_due
+        counts = Counts(
+            sum(self.done[text] for text in texts[:RECENT_DAYS]), sum(per_day[1:RECENT_DAYS]) + due_today,
+            self.done_28d, sum(per_day[1:]) + due_today, sum(per_day[1:INACTIVE_DAYS]) + due_today,
+        )
+        return judge(counts, self.plans, self.today, timezone=self.timezone, joined=self.joined, start=self.start,
+                     streak_days=self.streak_days, last_completed_at=self.last_completed_at, trend=self.trend,
+                     unsafe=self.unsafe, reminders=self.reminders)
+
+
+_LIST_PLANS_SQL = (
+    f"{_PLAN_SQL} WHERE patient_id IN (SELECT value FROM json_each(?)) AND (end_date IS NULL OR end_date >= ?)"
+)
+# Per plan (?1: a JSON list of assignment ids), the slots done from local date ?2 to ?3 as one
+# string of keys "YYYY-MM-DDHH:MM": read in the index's order, so nothing is sorted.
+_DONE_SQL = (
+    "SELECT assignment_id, group_concat(local_date || slot_time) FROM completions"
+    " WHERE assignment_id IN (SELECT value FROM json_each(?1)) AND local_date >= ?2 AND local_date <= ?3"
+    " AND slot_time IS NOT NULL GROUP BY assignment_id"
+)
+# Per patient (?1: JSON [id, first day of the last week, first day of the 28]; ?2: the
+# loaded window's first day; ?3: the safety flag's horizon): the last completion and the
+# pain after stretching on each side of pain_trend (count, total), whether reminders are
+# on, and the newest rating after stretching (the one safety_flag decides by). Each is a
+# seek into one patient's rows of the completions_patient_date index: nothing is sorted
+# but that patient's few recent ratings. Only for patients with nothing in the window is the
+# last completion that of their latest homework day.
+_FACTS_SQL = """
+WITH p AS MATERIALIZED (SELECT value ->> 0 AS id, value ->> 1 AS from_7d, value ->> 2 AS from_28d FROM json_each(?1))
+SELECT p.id,
+    coalesce((SELECT max(completed_at) FROM completions WHERE patient_id = p.id AND local_date >= ?2),
+             (SELECT max(c.completed_at) FROM completions c WHERE c.patient_id = p.id
+               AND c.local_date = (SELECT max(local_date) FROM completions WHERE patient_id = p.id))),
+    (SELECT count(pain_after) || ' ' || total(pain_after) FROM completions
+      WHERE patient_id = p.id AND local_date >= p.from_7d),
+    (SELECT count(pain_after) || ' ' || total(pain_after) FROM completions
+      WHERE patient_id = p.id AND local_date >= p.from_28d AND local_date < p.from_7d),
+    EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.patient_id = p.id),
+    (SELECT json_array(c.completed_at, c.local_date, c.pain_before, c.pain_after) FROM completions c
+      WHERE c.patient_id = p.id AND c.local_date >= ?2 AND c.pain_after IS NOT NULL AND c.completed_at >= ?3
+      ORDER BY c.completed_at DESC, c.local_date DESC, c.id DESC LIMIT 1)
+FROM p
+"""
 
 
 # --- one patient in full --------------------------------------------------------------------

@@ -225,3 +225,89 @@ def first_slot_from(plan: Plan, tz: str, now: datetime) -> tuple[date, str, date
 def slot_after(plan: Plan, tz: str, day: date, hhmm: str) -> tuple[date, str, datetime] | None:
     """The slot that follows (day, hhmm) in local order."""
     return next((s for s in iter_slots(plan, tz, day) if (s[0], s[1]) > (day, hhmm)), None)
+
+
+# --- counting slots without walking the days (the practitioner's list) ------------------------
+
+END_OF_DAY = "24:00"  # sorts after every "HH:MM"
+
+
+class Span(NamedTuple):
+    """The slots of one plan as one range of local slot keys, ready to be counted.
+
+    A slot (day, time) of the plan is scheduled exactly when time is one of times, the
+    day's weekday is in days_mask, first <= day, and f"{day} {time}" <= f"{last_day}
+    {last_time}". That is slot_times' rule with the end date and an early end folded into
+    one key: local_moment never goes back as the key grows, so "starts before ended_at" is
+    a prefix of the keys.
+    """
+
+    plan_id: int
+    first: date
+    last_day: date
+    last_time: str  # the last scheduled time on last_day (END_OF_DAY: all of them)
+    days_mask: int
+    times: tuple[str, ...]
+
+    @property
+    def last_key(self) -> str:
+        return f"{self.last_day.isoformat()} {self.last_time}"
+
+
+def span(plan: Plan, tz: str, *, not_before: date | None = None) -> Span:
+    """The plan's slots from not_before on (the day the patient joined), as slot_times schedules them."""
+    first = date.fromisoformat(plan.start_date)
+    if not_before is not None and not_before > first:
+        first = not_before
+    last = date.fromisoformat(plan.end_date) if plan.end_date else date.max
+    key = f"{last.isoformat()} {END_OF_DAY}"
+    if plan.ended_at is not None:
+        key = min(key, last_slot_before(plan.times, _ended(plan.ended_at, tz)[0], tz))
+    return Span(plan.id, first, date.fromisoformat(key[:10]), key[11:], plan.days_mask, plan.times)
+
+
+def last_slot_before(times: tuple[str, ...], moment: datetime, tz: str) -> str:
+    """The greatest local slot key "YYYY-MM-DD HH:MM" (any day, a time of times) that slot_times keeps for a plan ended at moment."""
+    ended_day = moment.astimezone(zone(tz)).date()
+    # slot_times keeps every time of the days up to two before the end and checks the rest;
+    # no local time two days after the end's local date comes before it.
+    # The slots kept are a prefix of the keys: the first one kept, from the latest down, is the last.
+    for offset in (1, 0, -1):
+        day = ended_day + offset * _ONE_DAY
+        for t in sorted(times, reverse=True):
+            if local_moment(day, t, tz) < moment:
+                return f"{day.isoformat()} {t}"
+    return f"{(ended_day - 2 * _ONE_DAY).isoformat()} {END_OF_DAY}"
+
+
+def until(s: Span, key: str) -> Span:
+    """The span cut at a slot key: only its slots with keys up to key."""
+    if key >= s.last_key:
+        return s
+    return s._replace(last_day=date.fromisoformat(key[:10]), last_time=key[11:])
+
+
+def slots_on(s: Span, day: date) -> int:
+    """The span's slots on one local day."""
+    if day < s.first or day > s.last_day or not s.days_mask & (1 << day.weekday()):
+        return 0
+    return len(s.times) if day < s.last_day else _times_until(s)
+
+
+def _times_until(s: Span) -> int:
+    return sum(1 for t in s.times if t <= s.last_time)
+
+
+def slot_keys(s: Span, first: date, last: date) -> set[str]:
+    """The span's slots on the local days first to last, as keys "YYYY-MM-DDHH:MM" (the date, then the time)."""
+    keys = set()
+    day = first if first > s.first else s.first
+    last = min(last, s.last_day)
+    bits = s.days_mask
+    while day <= last:
+        if bits & (1 << day.weekday()):
+            text = day.isoformat()
+            times = s.times if day < s.last_day else [t for t in s.times if t <= s.last_time]
+            keys.update([text + t for t in times])
+        day += _ONE_DAY
+    return keys
