@@ -43,3 +43,8 @@ CREATE INDEX assignments_schedule ON assignments
     (patient_id, start_date, end_date, ended_at, days, times, routine_name, item_count, estimated_minutes, note);
 CREATE INDEX completions_slots ON completions (assignment_id, local_date, slot_time);
 DROP INDEX completions_assignment_date;
+-- The practitioner's list reads each patient's recent ratings and last completion through
+-- this one; carrying the few columns it needs spares a table row per completion read.
+CREATE INDEX completions_patient_ratings ON completions
+    (patient_id, local_date, completed_at, pain_after, pain_before);
+DROP INDEX completions_patient_date;
