@@ -684,8 +684,8 @@ _DONE_SQL = (
 # loaded window's first day; ?3: the safety flag's horizon): the last completion and the
 # pain after stretching on each side of pain_trend (count, total), whether reminders are
 # on, and the newest rating after stretching (the one safety_flag decides by). Each is a
-# seek into one patient's rows of the completions_patient_ratings index (migration 0005), which carries the columns read: nothing is sorted
-# but that patient's few recent ratings. Only for patients with nothing in the window is the
+# seek into one patient's rows of the completions_patient_ratings index (migration 0005),
+# which carries every column read: nothing is sorted but that patient's few recent ratings. Only for patients with nothing in the window is the
 # last completion that of their latest homework day.
 _FACTS_SQL = """
 WITH p AS MATERIALIZED (SELECT value ->> 0 AS id, value ->> 1 AS from_7d, value ->> 2 AS from_28d FROM json_each(?1))
