@@ -18,9 +18,9 @@ subscriber with:
 
 pywebpush gets a VAPID key loaded once (its best case). (a) and (c) run on the same event
 loop, the one the product uses (server.cli.run_loop: uvloop when installed). It prints
-pushes/s per run and the median over runs, ratios against (b), the time from start to the last delivery the service
-accepted, the longest event-loop stall seen while sending, and the sending process's CPU time
-per push. Client and service share the machine's cores, so rates depend on what else runs:
+pushes/s per run and the median over runs, ratios against (b), the time from start to the
+last delivery the service accepted, the longest event-loop stall seen while sending, and the
+sending process's CPU time per push. Client and service share the machine's cores, so rates depend on what else runs:
 compare within one run; CPU per push is the steadier figure on a busy host.
 """
 
