@@ -59,8 +59,22 @@ class Scheduler:
                 setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
             if planned.assignments < self.batch:
                 break
-        while claimed := await reminders.claim(self.db, now, self.worker, limit=self.batch):
-            await self._deliver(claimed, now, report)
+        # Claim the next batch while the last one is still sending, so the push service never
+        # waits for SQLite (claim, record) between batches and the semaphore stays full at a
+        # batch's tail. At most two batches are out at once; PushSender bounds the requests.
+        batches: list[asyncio.Task[None]] = []
+        try:
+            while claimed := await reminders.claim(self.db, now, self.worker, limit=self.batch):
+                batches.append(asyncio.create_task(self._deliver(claimed, now, report)))
+                if len(batches) == 2:
+                    await batches.pop(0)
+            for batch in batches:
+                await batch
+        except BaseException:
+            for batch in batches:
+                batch.cancel()
+            await asyncio.gather(*batches, return_exceptions=True)
+            raise
         return report
 
     async def _deliver(self, claimed: list[reminders.Claimed], now: datetime, report: TickReport) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
@@ -355,6 +356,64 @@ def test_two_schedulers_on_one_database_never_double_send(
     for p in patients:
         assert len(service.received(p.endpoint)) == 1
     assert service.accepted == 30
+
+
+def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patients = [Patient(harness, service, doc=doc) for _ in range(7)]
+    tick(harness, clock)
+    db, sender = harness.ctx.db, harness.ctx.sender
+    real_send_many = sender.send_many
+    claimed_while_sending: list[int] = []
+
+    async def send_many(messages: Any) -> Any:
+        messages = list(messages)
+        await asyncio.sleep(0.2)  # long enough for the next claim to commit
+        claimed_while_sending.append(await db.fetchval("SELECT count(*) FROM reminders WHERE status = 'sending'"))
+        return await real_send_many(messages)
+
+    monkeypatch.setattr(sender, "send_many", send_many)
+    clock.now = utc(2026, 3, 2, 19, 30)
+    report = harness.run(Scheduler(db, sender, clock=clock, worker="test", batch=2).tick)
+    assert report.sent == 7 and report.pushes == 7
+    # Batches of 2: while one sends the next is claimed, never a third (1 left for the last).
+    assert max(claimed_while_sending) == 4
+    assert len(claimed_while_sending) == 4
+    assert [s[3] for s in statuses(harness) if s[2] == "reminder"] == ["sent"] * 7
+    assert all(len(service.received(p.endpoint)) == 1 for p in patients)
+
+
+def test_cancelling_a_tick_cancels_every_batch_in_flight(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    for _ in range(4):
+        Patient(harness, service, doc=doc)
+    tick(harness, clock)
+    db, sender = harness.ctx.db, harness.ctx.sender
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def send_many(messages: Any) -> Any:
+        started.append(len(list(messages)))
+        try:
+            await asyncio.Event().wait()  # a push service that never answers
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            raise
+
+    async def scenario() -> None:
+        running = asyncio.create_task(Scheduler(db, sender, clock=clock, worker="test", batch=2).tick())
+        while len(started) < 2:
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 5)  # a batch left running would hang it: TimeoutError
+
+    monkeypatch.setattr(sender, "send_many", send_many)
+    clock.now = utc(2026, 3, 2, 19, 30)
+    harness.run(scenario)
+    assert started == [2, 2] and len(cancelled) == 2
 
 
 def test_a_tick_reads_only_what_is_due(harness: Harness, service: PushService, clock: Clock) -> None:
