@@ -50,24 +50,30 @@ class Scheduler:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     async def tick(self, now: datetime | None = None) -> TickReport:
-        """One pass: plan what has come due, then claim and send until nothing due is left."""
+        """One pass: plan what has come due and claim and send it, until nothing due is left."""
         now = now or self.clock()
         report = TickReport()
-        while True:
-            planned = await reminders.plan(self.db, now, limit=self.batch)
-            for name in ("assignments", "pending", "skipped", "missed"):
-                setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
-            if planned.assignments < self.batch:
-                break
-        # Claim the next batch while the last one is still sending, so the push service never
-        # waits for SQLite (claim, record) between batches and the semaphore stays full at a
-        # batch's tail. At most two batches are out at once; PushSender bounds the requests.
+        # Plan a batch, claim a batch, repeat: the first pushes leave after one batch is
+        # planned rather than all of them. The next batch is planned and claimed while the
+        # last one is still sending, so sending never waits for SQLite (plan, claim, record)
+        # and the semaphore stays full at a batch's tail. At most two batches are out at
+        # once; PushSender bounds the requests in flight.
+        planning = True
         batches: list[asyncio.Task[None]] = []
         try:
-            while claimed := await reminders.claim(self.db, now, self.worker, limit=self.batch):
-                batches.append(asyncio.create_task(self._deliver(claimed, now, report)))
-                if len(batches) == 2:
-                    await batches.pop(0)
+            while True:
+                if planning:
+                    planned = await reminders.plan(self.db, now, limit=self.batch)
+                    for name in ("assignments", "pending", "skipped", "missed"):
+                        setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
+                    planning = planned.assignments == self.batch
+                claimed = await reminders.claim(self.db, now, self.worker, limit=self.batch)
+                if claimed:
+                    batches.append(asyncio.create_task(self._deliver(claimed, now, report)))
+                    if len(batches) == 2:
+                        await batches.pop(0)
+                elif not planning:
+                    break
             for batch in batches:
                 await batch
         except BaseException:

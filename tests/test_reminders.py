@@ -384,6 +384,29 @@ def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
     assert all(len(service.received(p.endpoint)) == 1 for p in patients)
 
 
+def test_the_first_pushes_leave_before_every_assignment_is_planned(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    for _ in range(7):
+        Patient(harness, service, doc=doc)
+    tick(harness, clock)
+    db, sender = harness.ctx.db, harness.ctx.sender
+    real_send_many = sender.send_many
+    unplanned: list[int] = []
+
+    async def send_many(messages: Any) -> Any:
+        unplanned.append(await db.fetchval("SELECT count(*) FROM assignments WHERE next_due_at <= ?",
+                                           ("2026-03-02T19:30:00Z",)))
+        return await real_send_many(messages)
+
+    monkeypatch.setattr(sender, "send_many", send_many)
+    clock.now = utc(2026, 3, 2, 19, 30)
+    report = harness.run(Scheduler(db, sender, clock=clock, worker="test", batch=2).tick)
+    assert report.planned.assignments == 7 and report.sent == 7
+    assert unplanned[0] > 0  # planning went on while the first batch was out
+    assert unplanned[-1] == 0
+
+
 def test_cancelling_a_tick_cancels_every_batch_in_flight(
         harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = harness.practitioner("doc@clinic.example")
