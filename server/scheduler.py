@@ -16,6 +16,8 @@ from .push import CIRCUIT_OPEN, PushMessage, PushSender, Subscription
 
 log = logging.getLogger("homework.scheduler")
 
+_BATCHES_OUT = 3  # claimed batches being delivered at once (measured in bench/reminders.py)
+
 
 @dataclass
 class TickReport:
@@ -41,7 +43,7 @@ class Scheduler:
     """Plans due slots into the outbox and delivers what is due, any number of copies at once."""
 
     def __init__(self, db: Database, sender: PushSender, *, clock: Callable[[], datetime], interval: float = 30.0,
-                 batch: int = 1000, worker: str | None = None) -> None:
+                 batch: int = 2500, worker: str | None = None) -> None:
         self.db = db
         self.sender = sender
         self.clock = clock
@@ -54,10 +56,12 @@ class Scheduler:
         now = now or self.clock()
         report = TickReport()
         # Plan a batch, claim a batch, repeat: the first pushes leave after one batch is
-        # planned rather than all of them. The next batch is planned and claimed while the
-        # last one is still sending, so sending never waits for SQLite (plan, claim, record)
-        # and the semaphore stays full at a batch's tail. At most two batches are out at
-        # once; PushSender bounds the requests in flight.
+        # planned rather than all of them. The next batches are planned and claimed while
+        # earlier ones are still sending, so sending never waits for SQLite (plan, claim,
+        # record) and the semaphore stays full at a batch's tail. Under a full fan-out the
+        # SQLite work of one batch takes longer than sending one (its hops wait behind the
+        # busy loop), so up to three batches are out at once, and PushSender bounds the
+        # requests in flight.
         planning = True
         batches: list[asyncio.Task[None]] = []
         try:
@@ -70,7 +74,7 @@ class Scheduler:
                 claimed = await reminders.claim(self.db, now, self.worker, limit=self.batch)
                 if claimed:
                     batches.append(asyncio.create_task(self._deliver(claimed, now, report)))
-                    if len(batches) == 2:
+                    if len(batches) == _BATCHES_OUT:
                         await batches.pop(0)
                 elif not planning:
                     break
