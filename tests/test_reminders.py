@@ -412,6 +412,39 @@ def test_the_first_pushes_leave_before_every_assignment_is_planned(
     assert unplanned[-1] == 0
 
 
+def test_planning_a_batch_lets_the_event_loop_run(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    due_at_1930(harness, service, clock, 3)
+    passes = 0
+    seen: list[int] = []
+    real_plan_one = reminders.plan_one
+
+    def plan_one(*args: Any) -> Any:
+        seen.append(passes)
+        return real_plan_one(*args)
+
+    async def scenario() -> None:
+        nonlocal passes
+        done = asyncio.Event()
+
+        async def count_passes() -> None:
+            nonlocal passes
+            while not done.is_set():
+                passes += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count_passes())
+        await reminders.plan(harness.ctx.db, clock.now)
+        done.set()
+        await counter
+
+    monkeypatch.setattr(reminders, "plan_one", plan_one)
+    monkeypatch.setattr(reminders, "PLAN_STEP", 1)
+    harness.run(scenario)
+    assert len(seen) == 3
+    assert seen[0] < seen[1] < seen[2]  # other tasks ran between two assignments
+
+
 def test_cancelling_a_tick_cancels_every_batch_in_flight(
         harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     due_at_1930(harness, service, clock, 4)
