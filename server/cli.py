@@ -6,14 +6,26 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import ConfigError, Settings, settings_from_env
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
+
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run main on uvloop when it is installed (uvicorn serves the app on it), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    # The push fan-out is event-loop bound: uvloop's C transports cost less per request.
+    return uvloop.run(main)
 
 
 def app_from_env():  # type: ignore[no-untyped-def]
@@ -158,7 +170,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     try:
-        return asyncio.run(_with_scheduler(settings, work))
+        return run_loop(_with_scheduler(settings, work))
     except KeyboardInterrupt:
         return 0
 
@@ -180,7 +192,7 @@ def cmd_send_reminders(settings: Settings, args: argparse.Namespace) -> int:
         print(report.line())
         return 0
 
-    return asyncio.run(_with_scheduler(settings, work))
+    return run_loop(_with_scheduler(settings, work))
 
 
 def cmd_vapid_public_key(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ claimer died mid-send is sent again with the same Topic, which push services col
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ SNOOZE_FOR = timedelta(minutes=30)
 TTL_SECONDS = 2 * 3600  # a reminder is useless hours later
 LEASE = timedelta(minutes=5)  # a row claimed longer ago than this is taken to be orphaned
 MAX_CATCH_UP = 2000  # slots recorded per assignment in one pass after a long outage
+PLAN_STEP = 250  # plan() yields to the event loop after planning this many assignments
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,11 @@ async def plan(db: Database, now: datetime, *, limit: int = 2000) -> PlanReport:
     outbox: list[tuple[Any, ...]] = []
     cursors = []
     stamp = iso(now)
-    for row in rows:
+    for i, row in enumerate(rows, start=1):
         made, (slot_date, slot_time, due) = plan_one(row, now, stamp)
         outbox.extend(made)
+        if i % PLAN_STEP == 0:
+            await asyncio.sleep(0)  # a batch of 2,500 took 0.1-0.2 s of Python: let requests in
         # The WHERE on the old cursor makes a second scheduler's identical update a no-op.
         cursors.append((slot_date, slot_time, due, row["id"], row["next_due_at"], row["needs_plan"]))
     async with db.transaction() as tx:

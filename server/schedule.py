@@ -52,8 +52,10 @@ def _ended(ended_at: str, tz: str) -> tuple[datetime, date]:
     return ended, ended.astimezone(zone(tz)).date()
 
 
+@lru_cache(maxsize=4096)
 def local_moment(day: date, hhmm: str, tz: str) -> datetime:
-    """The instant of a local date and time in zone tz.
+    """The instant of a local date and time in zone tz (memoised: the scheduler asks the same
+    few dates, times and zones for thousands of assignments in one pass).
 
     A time skipped by a DST change (02:30 on a spring-forward night) becomes the first
     valid minute after it (03:00); a time that happens twice (fall back) is the first one.

@@ -16,6 +16,8 @@ from .push import CIRCUIT_OPEN, PushMessage, PushSender, Subscription
 
 log = logging.getLogger("homework.scheduler")
 
+_BATCHES_OUT = 3  # claimed batches being delivered at once (measured in bench/reminders.py)
+
 
 @dataclass
 class TickReport:
@@ -41,7 +43,7 @@ class Scheduler:
     """Plans due slots into the outbox and delivers what is due, any number of copies at once."""
 
     def __init__(self, db: Database, sender: PushSender, *, clock: Callable[[], datetime], interval: float = 30.0,
-                 batch: int = 1000, worker: str | None = None) -> None:
+                 batch: int = 2500, worker: str | None = None) -> None:
         self.db = db
         self.sender = sender
         self.clock = clock
@@ -50,17 +52,39 @@ class Scheduler:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     async def tick(self, now: datetime | None = None) -> TickReport:
-        """One pass: plan what has come due, then claim and send until nothing due is left."""
+        """One pass: plan what has come due and claim and send it, until nothing due is left."""
         now = now or self.clock()
         report = TickReport()
-        while True:
-            planned = await reminders.plan(self.db, now, limit=self.batch)
-            for name in ("assignments", "pending", "skipped", "missed"):
-                setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
-            if planned.assignments < self.batch:
-                break
-        while claimed := await reminders.claim(self.db, now, self.worker, limit=self.batch):
-            await self._deliver(claimed, now, report)
+        # Plan a batch, claim a batch, repeat: the first pushes leave after one batch is
+        # planned rather than all of them. The next batches are planned and claimed while
+        # earlier ones are still sending, so sending never waits for SQLite (plan, claim,
+        # record) and the semaphore stays full at a batch's tail. Under a full fan-out the
+        # SQLite work of one batch takes longer than sending one (its hops wait behind the
+        # busy loop), so up to three batches are out at once, and PushSender bounds the
+        # requests in flight.
+        planning = True
+        batches: list[asyncio.Task[None]] = []
+        try:
+            while True:
+                if planning:
+                    planned = await reminders.plan(self.db, now, limit=self.batch)
+                    for name in ("assignments", "pending", "skipped", "missed"):
+                        setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
+                    planning = planned.assignments == self.batch
+                claimed = await reminders.claim(self.db, now, self.worker, limit=self.batch)
+                if claimed:
+                    batches.append(asyncio.create_task(self._deliver(claimed, now, report)))
+                    if len(batches) == _BATCHES_OUT:
+                        await batches.pop(0)
+                elif not planning:
+                    break
+            for batch in batches:
+                await batch
+        except BaseException:
+            for batch in batches:
+                batch.cancel()
+            await asyncio.gather(*batches, return_exceptions=True)
+            raise
         return report
 
     async def _deliver(self, claimed: list[reminders.Claimed], now: datetime, report: TickReport) -> None:

@@ -88,8 +88,9 @@ async def record_outcomes(db: Database, outcomes: list[tuple[int, int | None, bo
 async def apply_outcomes(tx: Transaction, outcomes: list[tuple[int, int | None, bool, bool]], *, now: datetime) -> None:
     """record_outcomes inside the caller's transaction; outcomes are (id, status, delivered, gone)."""
     await tx.executemany("DELETE FROM push_subscriptions WHERE id = ?", [(i,) for i, _, _, gone in outcomes if gone])
+    stamp = iso(now)
     await tx.executemany(
         "UPDATE push_subscriptions SET last_attempt_at = ?, last_status = ?,"
         " last_delivered_at = COALESCE(?, last_delivered_at) WHERE id = ?",
-        [(iso(now), status, iso(now) if ok else None, i) for i, status, ok, gone in outcomes if not gone],
+        [(stamp, status, stamp if ok else None, i) for i, status, ok, gone in outcomes if not gone],
     )

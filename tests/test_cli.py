@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import cli
 
 
 def homework(tmp_path: Path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +62,26 @@ def test_reminder_commands(tmp_path: Path) -> None:
     assert one.stdout.startswith("planned 0 assignments")
     assert homework(tmp_path, "send-reminders", "--at", "yesterday",
                     HOMEWORK_VAPID_SUBJECT="mailto:ops@clinic-test.org").returncode == 2
+
+
+def test_reminder_commands_run_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    loops: list[str] = []
+
+    async def with_scheduler(settings: object, work: object) -> int:
+        loops.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+        return 0
+
+    monkeypatch.setattr(cli, "_with_scheduler", with_scheduler)
+    settings: Any = None  # the stand-in above never reads it
+    assert cli.cmd_send_reminders(settings, argparse.Namespace(at=None)) == 0
+    assert cli.cmd_worker(settings, argparse.Namespace()) == 0
+    assert loops == ["uvloop", "uvloop"]
+
+
+def test_run_loop_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert cli.run_loop(loop_module()) == "uvloop"
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    assert cli.run_loop(loop_module()) == "asyncio"

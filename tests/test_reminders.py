@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
@@ -355,6 +356,121 @@ def test_two_schedulers_on_one_database_never_double_send(
     for p in patients:
         assert len(service.received(p.endpoint)) == 1
     assert service.accepted == 30
+
+
+def due_at_1930(harness: Harness, service: PushService, clock: Clock, count: int) -> list[Patient]:
+    """count patients, planned by a tick, with the clock at their 19:30 reminder."""
+    doc = harness.practitioner("doc@clinic.example")
+    patients = [Patient(harness, service, doc=doc) for _ in range(count)]
+    tick(harness, clock)
+    clock.now = utc(2026, 3, 2, 19, 30)
+    return patients
+
+
+def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatch, send_many: Any) -> Any:
+    """Run one tick in batches of two with send_many standing in for the sender's."""
+    monkeypatch.setattr(harness.ctx.sender, "send_many", send_many)
+    return harness.run(Scheduler(harness.ctx.db, harness.ctx.sender, clock=clock, worker="test", batch=2).tick)
+
+
+def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    patients = due_at_1930(harness, service, clock, 7)
+    real_send_many = harness.ctx.sender.send_many
+    claimed_while_sending: list[int] = []
+
+    async def send_many(messages: Any) -> Any:
+        messages = list(messages)
+        await asyncio.sleep(0.2)  # long enough for the next claim to commit
+        claimed_while_sending.append(
+            await harness.ctx.db.fetchval("SELECT count(*) FROM reminders WHERE status = 'sending'"))
+        return await real_send_many(messages)
+
+    report = tick_in_pairs(harness, clock, monkeypatch, send_many)
+    assert report.sent == 7 and report.pushes == 7
+    # Batches of 2: while one sends the next two are claimed, never a fourth.
+    assert max(claimed_while_sending) == 6
+    assert len(claimed_while_sending) == 4
+    assert [s[3] for s in statuses(harness) if s[2] == "reminder"] == ["sent"] * 7
+    assert all(len(service.received(p.endpoint)) == 1 for p in patients)
+
+
+def test_the_first_pushes_leave_before_every_assignment_is_planned(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    due_at_1930(harness, service, clock, 7)
+    real_send_many = harness.ctx.sender.send_many
+    unplanned: list[int] = []
+
+    async def send_many(messages: Any) -> Any:
+        unplanned.append(await harness.ctx.db.fetchval(
+            "SELECT count(*) FROM assignments WHERE next_due_at <= ?", ("2026-03-02T19:30:00Z",)))
+        return await real_send_many(messages)
+
+    report = tick_in_pairs(harness, clock, monkeypatch, send_many)
+    assert report.planned.assignments == 7 and report.sent == 7
+    assert unplanned[0] > 0  # planning went on while the first batch was out
+    assert unplanned[-1] == 0
+
+
+def test_planning_a_batch_lets_the_event_loop_run(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    due_at_1930(harness, service, clock, 3)
+    passes = 0
+    seen: list[int] = []
+    real_plan_one = reminders.plan_one
+
+    def plan_one(*args: Any) -> Any:
+        seen.append(passes)
+        return real_plan_one(*args)
+
+    async def scenario() -> None:
+        nonlocal passes
+        done = asyncio.Event()
+
+        async def count_passes() -> None:
+            nonlocal passes
+            while not done.is_set():
+                passes += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count_passes())
+        await reminders.plan(harness.ctx.db, clock.now)
+        done.set()
+        await counter
+
+    monkeypatch.setattr(reminders, "plan_one", plan_one)
+    monkeypatch.setattr(reminders, "PLAN_STEP", 1)
+    harness.run(scenario)
+    assert len(seen) == 3
+    assert seen[0] < seen[1] < seen[2]  # other tasks ran between two assignments
+
+
+def test_cancelling_a_tick_cancels_every_batch_in_flight(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    due_at_1930(harness, service, clock, 4)
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def send_many(messages: Any) -> Any:
+        started.append(len(list(messages)))
+        try:
+            await asyncio.Event().wait()  # a push service that never answers
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            raise
+
+    async def scenario() -> None:
+        running = asyncio.create_task(
+            Scheduler(harness.ctx.db, harness.ctx.sender, clock=clock, worker="test", batch=2).tick())
+        while len(started) < 2:
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 5)  # a batch left running would hang it: TimeoutError
+
+    monkeypatch.setattr(harness.ctx.sender, "send_many", send_many)
+    harness.run(scenario)
+    assert started == [2, 2] and len(cancelled) == 2
 
 
 def test_a_tick_reads_only_what_is_due(harness: Harness, service: PushService, clock: Clock) -> None:

@@ -30,6 +30,15 @@ def test_local_moment(tz: str, day: date, hhmm: str, utc: datetime) -> None:
     assert local_moment(day, hhmm, tz).astimezone(UTC) == utc
 
 
+def test_local_moment_is_computed_once_per_date_time_and_zone() -> None:
+    local_moment.cache_clear()
+    first = local_moment(date(2026, 3, 8), "02:30", "America/New_York")  # skipped by DST
+    assert local_moment(date(2026, 3, 8), "02:30", "America/New_York") is first
+    assert local_moment.cache_info().hits == 1
+    assert local_moment(date(2026, 3, 8), "02:30", "Europe/Berlin") != first
+    assert first.astimezone(UTC) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)  # 03:00 EDT
+
+
 def test_slot_times_respect_dates_days_and_early_end() -> None:
     plan = Plan(1, "2026-03-02", "2026-03-10", 0b0000101, ("08:00", "19:30"))  # Mon, Wed
     assert slot_times(plan, date(2026, 3, 2), "Europe/London") == ["08:00", "19:30"]
