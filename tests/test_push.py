@@ -150,61 +150,6 @@ def test_rfc8291_appendix_a_vector(monkeypatch: pytest.MonkeyPatch) -> None:
     assert decrypted == RFC_PLAINTEXT
 
 
-@pytest.mark.parametrize("size", [0, 1, 300, MAX_PLAINTEXT_BYTES])
-def test_encryption_matches_the_webpush_package_byte_for_byte(
-    size: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Same salt and ephemeral key in, same body out as webpush 1.0.6 (the issue's reference)."""
-    from webpush import WebPush  # type: ignore[import-untyped]
-    from webpush.types import WebPushKeys, WebPushSubscription  # type: ignore[import-untyped]
-
-    receiver = ec.generate_private_key(ec.SECP256R1())
-    point = receiver.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    auth, salt = os.urandom(16), os.urandom(16)
-    ephemeral = ec.generate_private_key(ec.SECP256R1())
-    subscription = Subscription("https://fcm.googleapis.com/fcm/send/x", b64e(point), b64e(auth))
-    plaintext = os.urandom(size)
-    real_urandom = os.urandom
-    monkeypatch.setattr(os, "urandom", lambda n: salt if n == 16 else real_urandom(n))
-    monkeypatch.setattr(ec, "generate_private_key", lambda *args, **kwargs: ephemeral)
-
-    ours = encrypt_payload(plaintext, subscription)
-    reference = WebPush.__new__(WebPush)  # _encrypt needs no VAPID keys
-    reference.max_resord_size = 4096
-    theirs = reference._encrypt(
-        plaintext,
-        WebPushSubscription(
-            endpoint=AnyHttpUrl(subscription.endpoint),
-            keys=WebPushKeys(auth=subscription.auth, p256dh=subscription.p256dh),
-        ),
-    )
-    assert ours == theirs
-    assert len(ours) == 86 + size + 1 + 16
-    monkeypatch.undo()
-    opened = http_ece.decrypt(ours, private_key=receiver, auth_secret=auth, version="aes128gcm")
-    assert opened == plaintext
-
-
-def test_each_message_gets_a_fresh_key_pair_and_salt() -> None:
-    receiver = ec.generate_private_key(ec.SECP256R1())
-    point = receiver.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    auth = os.urandom(16)
-    subscription = Subscription("https://fcm.googleapis.com/fcm/send/x", b64e(point), b64e(auth))
-    bodies = [encrypt_payload(b"same text", subscription) for _ in range(3)]
-    assert len({b[:16] for b in bodies}) == 3  # salts
-    assert len({b[21:86] for b in bodies}) == 3  # ephemeral public keys
-    for body in bodies:
-        assert body[21] == 0x04
-        decrypted = http_ece.decrypt(
-            body, private_key=receiver, auth_secret=auth, version="aes128gcm"
-        )
-        assert decrypted == b"same text"
-
-
 def test_sender_encrypts_through_the_vector_path(
     keys: VapidKeys, service: PushService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
