@@ -150,6 +150,25 @@ def test_rfc8291_appendix_a_vector(monkeypatch: pytest.MonkeyPatch) -> None:
     assert decrypted == RFC_PLAINTEXT
 
 
+def test_each_message_gets_a_fresh_key_pair_and_salt() -> None:
+    """RFC 8291: a new ephemeral key and a random salt for every message, even the same text."""
+    receiver = ec.generate_private_key(ec.SECP256R1())
+    point = receiver.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    auth = os.urandom(16)
+    subscription = Subscription("https://fcm.googleapis.com/fcm/send/x", b64e(point), b64e(auth))
+    bodies = [encrypt_payload(b"same text", subscription) for _ in range(3)]
+    assert len({b[:16] for b in bodies}) == 3  # salts
+    assert len({b[21:86] for b in bodies}) == 3  # ephemeral public keys
+    for body in bodies:
+        assert body[21] == 0x04
+        decrypted = http_ece.decrypt(
+            body, private_key=receiver, auth_secret=auth, version="aes128gcm"
+        )
+        assert decrypted == b"same text"
+
+
 def test_sender_encrypts_through_the_vector_path(
     keys: VapidKeys, service: PushService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
