@@ -77,7 +77,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
 
 
 class JSON(JSONResponse):
-    """Compact UTF-8 JSON encoded by orjson (a tenth of the standard encoder's time on the patient's today)."""
+    """Compact UTF-8 JSON encoded by orjson (a sixth of the standard encoder's time on the patient's today)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
