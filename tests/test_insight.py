@@ -410,3 +410,14 @@ def test_ratings_at_the_same_moment_load_without_comparing_none(harness: Harness
         body = {k: v for k, v in body.items() if v is not None}
         assert harness.client.post("/api/me/completions", json=body, headers=ada["me"]).status_code == 201
     assert harness.client.get("/api/patients", headers=clinic["doc"]["bearer"]).status_code == 200
+
+
+def test_the_list_shows_adherence_as_a_coloured_percentage_or_a_dash() -> None:
+    from server.web import rate_html
+
+    assert rate_html(None) == '<span class="muted">–</span>'
+    assert rate_html(0.0) == '<span class="rate rate-low">0%</span>'
+    assert rate_html(0.494) == '<span class="rate rate-low">49%</span>'
+    assert rate_html(0.5) == '<span class="rate rate-mid">50%</span>'
+    assert rate_html(0.7999) == '<span class="rate rate-high">80%</span>'
+    assert rate_html(1.0) == '<span class="rate rate-high">100%</span>'
