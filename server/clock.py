@@ -13,7 +13,9 @@ def utcnow() -> datetime:
 
 def iso(moment: datetime) -> str:
     """Format an aware datetime as stored: UTC, seconds, trailing Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    m = moment.astimezone(UTC)
+    # An f-string, not strftime: a little cheaper, and always four digits of year as ISO 8601 wants.
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
 
 
 def parse_iso(text: str) -> datetime:

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from . import subscriptions
@@ -74,7 +75,13 @@ class PlanReport:
 
 
 def _plan_of(row: Row) -> Plan:
-    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], tuple(json.loads(row["times"])), row["ended_at"])
+    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], _times(row["times"]), row["ended_at"])
+
+
+@lru_cache(maxsize=4096)
+def _times(text: str) -> tuple[str, ...]:
+    # A pass plans thousands of assignments that share a handful of time lists.
+    return tuple(json.loads(text))
 
 
 def plan_one(row: Row, now: datetime, stamp: str | None = None
