@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from . import exercises, routines
 from .clock import iso, local_date
 from .db import Database, Row, Transaction
 from .errors import BadRequest, NotFound
+from .schedule import Plan
 from .validate import mask_to_days
 
 
@@ -40,6 +42,10 @@ class Assignment:
     @property
     def active(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(self.id, self.start_date, self.end_date, self.days_mask, tuple(self.times), self.ended_at)
 
     def runs_on(self, day: date) -> bool:
         """Tell whether the assignment has slots on this local date."""
@@ -89,6 +95,17 @@ def from_row(row: Row) -> Assignment:
         created_at=row["created_at"],
         ended_at=row["ended_at"],
     )
+
+
+def plan_of(row: Row) -> Plan:
+    """The scheduling facts of an assignments row (id, start_date, end_date, days, times, ended_at)."""
+    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], times_of(row["times"]), row["ended_at"])
+
+
+@lru_cache(maxsize=4096)
+def times_of(text: str) -> tuple[str, ...]:
+    """The stored JSON list of times, parsed once per process: thousands of rows share a handful."""
+    return tuple(json.loads(text))
 
 
 async def list_for_patient(db: Database, practitioner_id: int, patient_id: int) -> list[Assignment]:

@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from . import assignments, devices
@@ -15,7 +14,7 @@ from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row
 from .errors import BadRequest, NotFound
 from .security import token_hash
-from .schedule import DayTally, Plan, current_streak, nearest_open_slot, slot_times, streak, tally, walk_streak
+from .schedule import DayTally, current_streak, nearest_open_slot, slot_times, streak, tally, walk_streak
 
 STREAK_LOOKBACK_DAYS = 90
 STREAK_FIRST_READ_DAYS = 14
@@ -51,16 +50,6 @@ def _completion(row: Row) -> Completion:
     return Completion(**dict(row))
 
 
-def _plan(row: Row) -> Plan:
-    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], _times(row["times"]), row["ended_at"])
-
-
-@lru_cache(maxsize=4096)
-def _times(text: str) -> tuple[str, ...]:
-    # Most patients share a handful of time lists: parse each one once.
-    return tuple(json.loads(text))
-
-
 async def _plans_and_done(db: Database, patient_id: int, since: date) -> tuple[list[Row], dict[tuple[int, str], set[str]]]:
     """The patient's assignments still running on or after since, and the slots done since then.
 
@@ -94,11 +83,11 @@ async def _streak(
     first = day - timedelta(days=STREAK_FIRST_READ_DAYS)
     rows, done = await _plans_and_done(db, patient_id, first)
     joined = _joined(joined_at, tz)
-    streak_days, unbroken = walk_streak(map(_plan, rows), done, first, day, tz, not_before=joined)
+    streak_days, unbroken = walk_streak(map(assignments.plan_of, rows), done, first, day, tz, not_before=joined)
     if unbroken:
         first = day - timedelta(days=STREAK_LOOKBACK_DAYS)
         rows, done = await _plans_and_done(db, patient_id, first)
-        streak_days = current_streak(map(_plan, rows), done, first, day, tz, not_before=joined)
+        streak_days = current_streak(map(assignments.plan_of, rows), done, first, day, tz, not_before=joined)
     return streak_days, rows, done
 
 
@@ -108,7 +97,7 @@ def _day_view(rows: Iterable[Row], done: Mapping[tuple[int, str], set[str]], day
     slots = []
     notes = []
     for row in rows:
-        plan = _plan(row)
+        plan = assignments.plan_of(row)
         times = slot_times(plan, day, tz)
         if not times:
             continue
@@ -249,7 +238,7 @@ async def record(
             return _completion(existing), False
         if row["id"] is None:
             raise NotFound("No such assignment.", fields={"assignment_id": "no such assignment"})
-        plan = _plan(row)
+        plan = assignments.plan_of(row)
         if text < plan.start_date or (plan.end_date is not None and text > plan.end_date):
             raise BadRequest("That date is outside this homework's dates.", {"date": "outside the assignment's dates"})
         if day > local_date(now + FUTURE_SLACK, timezone):
@@ -283,7 +272,7 @@ async def history(
     last = local_date(now, timezone)
     first = last - timedelta(days=days - 1)
     rows, done = await _plans_and_done(db, patient_id, first)
-    tallies: list[DayTally] = tally(map(_plan, rows), done, first, last, timezone, not_before=_joined(joined_at, timezone))
+    tallies: list[DayTally] = tally(map(assignments.plan_of, rows), done, first, last, timezone, not_before=_joined(joined_at, timezone))
     names = {r["id"]: r["routine_name"] for r in rows}
     found = await db.fetchall(
         f"SELECT {_COLUMNS} FROM completions WHERE patient_id = ? AND local_date >= ? ORDER BY completed_at",

@@ -238,17 +238,13 @@ def _until(plan: Plan, tz: str) -> datetime | None:
     return min(limits) if limits else None
 
 
-def _plan(a: Assignment) -> Plan:
-    return Plan(a.id, a.start_date, a.end_date, a.days_mask, tuple(a.times), a.ended_at)
-
-
 def calendar_text(found: list[Assignment], *, timezone: str, base_url: str, now: datetime) -> str:
     """The patient's homework as iCalendar: one weekly recurring event per assignment and time."""
     host = urlsplit(base_url).hostname or "homework"
     events: list[str] = []
     years: list[int] = [now.year]
     for a in found:
-        plan = _plan(a)
+        plan = a.plan
         days = ",".join(code for i, code in enumerate(DAY_CODES) if a.days_mask & (1 << i))
         until = _until(plan, timezone)
         url = f"{base_url.rstrip('/')}/app/routine/{a.id}"

@@ -20,10 +20,11 @@ from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from .assignments import plan_of
 from .clinic_sessions import ClinicSession
 from .clock import iso, local_date, parse_iso, zone
 from .completions import STREAK_LOOKBACK_DAYS
-from .db import Database, Row
+from .db import Database
 from .patients import Patient
 from .schedule import (
     slot_keys,
@@ -416,11 +417,6 @@ def _baseline(after: list[Rating], sessions: Sequence[ClinicSession], recent_fro
 
 # --- loading --------------------------------------------------------------------------------
 
-def _plan(row: Row) -> Plan:
-    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], tuple(json.loads(row["times"])),
-                row["ended_at"])
-
-
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), MAX_IDS):
         yield ids[i:i + MAX_IDS]
@@ -455,7 +451,7 @@ async def _load(db: Database, found: Sequence[Patient], since: date, streak_sinc
             f"{_PLAN_SQL} WHERE patient_id IN ({marks}) AND (end_date IS NULL OR end_date >= ?)",
             (*chunk, streak_since.isoformat()),
         ):
-            records[row["patient_id"]].plans.append(_plan(row))
+            records[row["patient_id"]].plans.append(plan_of(row))
         # The hot loop of the list (thousands of rows): plain unpacking, no per-row method calls.
         for pid, aid, day, slot, completed_at, before, after in await db.fetchall(
             f"{_COMPLETION_SQL} WHERE patient_id IN ({marks}) AND local_date >= ?", (*chunk, since.isoformat())
@@ -500,13 +496,8 @@ async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime)
             today = local_date(now, p.timezone)
             calendars[p.timezone] = next((c for c in calendars.values() if c.today == today), None) or _Days(today)
     listed = {p.id: _Listed(p, calendars[p.timezone]) for p in found}
-    times: dict[str, tuple[str, ...]] = {}  # most plans share a few lists of times
     for row in await db.fetchall(_LIST_PLANS_SQL, (json.dumps(list(listed)), streak_since.isoformat())):
-        text = row["times"]
-        if text not in times:
-            times[text] = tuple(json.loads(text))
-        listed[row["patient_id"]].add(Plan(row["id"], row["start_date"], row["end_date"], row["days"], times[text],
-                                           row["ended_at"]))
+        listed[row["patient_id"]].add(plan_of(row))
 
     shared = _Shared(now)
     for one in listed.values():

@@ -16,17 +16,16 @@ claimer died mid-send is sent again with the same Topic, which push services col
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from . import subscriptions
+from .assignments import plan_of
 from .clock import iso, parse_iso, zone
 from .db import Database, Row
-from .schedule import Plan, first_slot_from, local_moment, slot_after
+from .schedule import first_slot_from, local_moment, slot_after
 
 LATE_LIMIT = timedelta(minutes=60)  # later than this, a reminder is recorded as missed, never sent
 NUDGE_AFTER = timedelta(hours=2)
@@ -74,16 +73,6 @@ class PlanReport:
     missed: int = 0
 
 
-def _plan_of(row: Row) -> Plan:
-    return Plan(row["id"], row["start_date"], row["end_date"], row["days"], _times(row["times"]), row["ended_at"])
-
-
-@lru_cache(maxsize=4096)
-def _times(text: str) -> tuple[str, ...]:
-    # A pass plans thousands of assignments that share a handful of time lists.
-    return tuple(json.loads(text))
-
-
 def plan_one(row: Row, now: datetime, stamp: str | None = None
              ) -> tuple[list[tuple[Any, ...]], tuple[str | None, str | None, str | None]]:
     """Outbox rows for every slot of one assignment that has come, and its next cursor (pure).
@@ -91,7 +80,7 @@ def plan_one(row: Row, now: datetime, stamp: str | None = None
     stamp is iso(now), passed in by plan() so a batch formats it once, not once per row.
     """
     tz = row["timezone"]
-    plan = _plan_of(row)
+    plan = plan_of(row)
     if row["ended_at"] is not None or row["archived"]:
         return [], (None, None, None)
     if row["needs_plan"] or row["next_slot_date"] is None:
@@ -386,7 +375,7 @@ async def next_reminder(db: Database, patient_id: int, now: datetime) -> str | N
             )
         }
     for row in rows:
-        plan, tz, quiet = _plan_of(row), row["timezone"], Quiet(row["quiet_start"], row["quiet_end"])
+        plan, tz, quiet = plan_of(row), row["timezone"], Quiet(row["quiet_start"], row["quiet_end"])
         slot: tuple[date, str, datetime] | None = (
             date.fromisoformat(row["next_slot_date"]), row["next_slot_time"], parse_iso(row["next_due_at"]))
         for _ in range(50):  # a few days of slots is plenty to find the next one that rings
