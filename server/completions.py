@@ -14,7 +14,7 @@ from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row
 from .errors import BadRequest, NotFound
 from .security import token_hash
-from .schedule import DayTally, current_streak, nearest_open_slot, slot_times, streak, tally, walk_streak
+from .schedule import DayTally, nearest_open_slot, slot_times, streak, tally, walk_streak
 
 STREAK_LOOKBACK_DAYS = 90
 STREAK_FIRST_READ_DAYS = 14
@@ -87,7 +87,7 @@ async def _streak(
     if unbroken:
         first = day - timedelta(days=STREAK_LOOKBACK_DAYS)
         rows, done = await _plans_and_done(db, patient_id, first)
-        streak_days = current_streak(map(assignments.plan_of, rows), done, first, day, tz, not_before=joined)
+        streak_days = walk_streak(map(assignments.plan_of, rows), done, first, day, tz, not_before=joined)[0]
     return streak_days, rows, done
 
 

@@ -119,19 +119,6 @@ def tally(
     return days
 
 
-def current_streak(
-    plans: Iterable[Plan],
-    done: Mapping[tuple[int, str], set[str]],
-    first: date,
-    last: date,
-    tz: str,
-    *,
-    not_before: date | None = None,
-) -> int:
-    """streak(tally(...), last) walking back from last, so only the days the streak reaches are counted."""
-    return walk_streak(plans, done, first, last, tz, not_before=not_before)[0]
-
-
 def walk_streak(
     plans: Iterable[Plan],
     done: Mapping[tuple[int, str], set[str]],
@@ -141,7 +128,8 @@ def walk_streak(
     *,
     not_before: date | None = None,
 ) -> tuple[int, bool]:
-    """(current_streak, whether it ran unbroken back to first) -- then days before first might extend it."""
+    """(streak(tally(...), last), walking back from last so only the days the streak reaches are counted,
+    and whether it ran unbroken back to first: then days before first might extend it)."""
     prepared = _prepare(plans)
     earliest = min((start for _, start, _ in prepared), default=last + _ONE_DAY)
     floor = max(first, earliest, not_before or first)

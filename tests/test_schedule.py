@@ -77,7 +77,7 @@ def test_streak() -> None:
     assert streak([], "2") == 0
 
 
-def test_current_streak_agrees_with_streak_of_tally() -> None:
+def test_walked_streak_agrees_with_streak_of_tally() -> None:
     import random
 
     rng = random.Random(7)
@@ -91,5 +91,5 @@ def test_current_streak_agrees_with_streak_of_tally() -> None:
         first, last = date(2026, 1, 1), date(2026, 3, rng.randint(1, 28))
         joined = rng.choice([None, date(2026, 2, rng.randint(1, 28))])
         expected = streak(tally(plans, done, first, last, "Europe/Berlin", not_before=joined), last.isoformat())
-        from server.schedule import current_streak
-        assert current_streak(plans, done, first, last, "Europe/Berlin", not_before=joined) == expected
+        from server.schedule import walk_streak
+        assert walk_streak(plans, done, first, last, "Europe/Berlin", not_before=joined)[0] == expected
