@@ -87,6 +87,16 @@ async def sender_for(
         )
 
 
+def send_one(keys: VapidKeys, service: PushService, msg: PushMessage, **options: Any) -> push.PushResult:
+    """Send one message through a new PushSender (options as for PushSender) on its own event loop."""
+
+    async def scenario() -> push.PushResult:
+        async with sender_for(keys, service, **options) as sender:
+            return await sender.send(msg)
+
+    return asyncio.run(scenario())
+
+
 class FakeSleep:
     """Record requested delays and return at once."""
 
@@ -196,13 +206,9 @@ def test_delivered_and_decrypted_with_headers(keys: VapidKeys, service: PushServ
     subscription, _, _ = service.new_subscriber(application_server_key=keys.application_server_key)
     payload = {"title": "Étirements du soir", "routine": 7, "url": "/app/routines/7"}
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service) as sender:
-            return await sender.send(
-                message(subscription, payload=payload, ttl=7200, topic="routine-7", urgency="high")
-            )
-
-    result = asyncio.run(scenario())
+    result = send_one(
+        keys, service, message(subscription, payload=payload, ttl=7200, topic="routine-7", urgency="high")
+    )
     assert (result.delivered, result.gone, result.status, result.error) == (True, False, 201, None)
     assert [a.status for a in result.attempts] == [201]
     [received] = service.received(subscription.endpoint)
@@ -336,11 +342,7 @@ def test_gone_is_reported_and_not_retried(
     service.gone(subscription.endpoint, status)
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep) as sender:
-            return await sender.send(message(subscription))
-
-    result = asyncio.run(scenario())
+    result = send_one(keys, service, message(subscription), sleep=sleep)
     assert (result.delivered, result.gone, result.status) == (False, True, status)
     assert len(result.attempts) == 1 and sleep.delays == []
     assert service.requests_for(subscription.endpoint) == 1
@@ -351,11 +353,7 @@ def test_429_waits_for_retry_after_seconds(keys: VapidKeys, service: PushService
     service.throttle(subscription.endpoint, "7", times=2)
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep) as sender:
-            return await sender.send(message(subscription))
-
-    result = asyncio.run(scenario())
+    result = send_one(keys, service, message(subscription), sleep=sleep)
     assert result.delivered
     assert [a.status for a in result.attempts] == [429, 429, 201]
     assert sleep.delays == [
@@ -371,11 +369,7 @@ def test_429_retry_after_http_date(keys: VapidKeys, service: PushService) -> Non
     service.throttle(subscription.endpoint, email.utils.formatdate(now + 30, usegmt=True))
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep, clock=lambda: now) as sender:
-            return await sender.send(message(subscription))
-
-    assert asyncio.run(scenario()).delivered
+    assert send_one(keys, service, message(subscription), sleep=sleep, clock=lambda: now).delivered
     assert sleep.delays == [30.0]
 
 
@@ -384,11 +378,7 @@ def test_retry_after_beyond_the_ttl_gives_up(keys: VapidKeys, service: PushServi
     service.throttle(subscription.endpoint, "120", times=5)
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep) as sender:
-            return await sender.send(message(subscription, ttl=60))
-
-    result = asyncio.run(scenario())
+    result = send_one(keys, service, message(subscription, ttl=60), sleep=sleep)
     assert (result.delivered, result.status, len(result.attempts), sleep.delays) == (
         False,
         429,
@@ -402,11 +392,7 @@ def test_500_is_retried_with_growing_backoff(keys: VapidKeys, service: PushServi
     service.fail(subscription.endpoint, times=3)
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep) as sender:
-            return await sender.send(message(subscription))
-
-    result = asyncio.run(scenario())
+    result = send_one(keys, service, message(subscription), sleep=sleep)
     assert result.delivered
     assert [a.status for a in result.attempts] == [500, 500, 500, 201]
     assert [a.error for a in result.attempts] == ["internal error"] * 3 + [None]
@@ -420,11 +406,7 @@ def test_500_gives_up_after_max_tries(keys: VapidKeys, service: PushService) -> 
     service.fail(subscription.endpoint, times=100, status=503)
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep, max_tries=3) as sender:
-            return await sender.send(message(subscription))
-
-    result = asyncio.run(scenario())
+    result = send_one(keys, service, message(subscription), sleep=sleep, max_tries=3)
     assert (result.delivered, result.gone, result.status, len(result.attempts)) == (
         False,
         False,
@@ -445,12 +427,8 @@ def test_refusals_are_not_retried_and_keep_the_text(
     service.respond(subscription.endpoint, status, text=text)
     sleep = FakeSleep()
 
-    async def scenario() -> push.PushResult:
-        async with sender_for(keys, service, sleep=sleep) as sender:
-            return await sender.send(message(subscription))
-
     with caplog.at_level(logging.INFO, logger="server.push"):
-        result = asyncio.run(scenario())
+        result = send_one(keys, service, message(subscription), sleep=sleep)
     assert (result.delivered, result.gone, result.status, result.error) == (
         False,
         False,
