@@ -87,8 +87,10 @@ async def sender_for(
         )
 
 
-def send_one(keys: VapidKeys, service: PushService, msg: PushMessage, **options: Any) -> push.PushResult:
-    """Send one message through a new PushSender (options as for PushSender) on its own event loop."""
+def send_one(
+    keys: VapidKeys, service: PushService, msg: PushMessage, **options: Any
+) -> push.PushResult:
+    """Send one message through a new PushSender (options as for it) on its own event loop."""
 
     async def scenario() -> push.PushResult:
         async with sender_for(keys, service, **options) as sender:
@@ -206,9 +208,8 @@ def test_delivered_and_decrypted_with_headers(keys: VapidKeys, service: PushServ
     subscription, _, _ = service.new_subscriber(application_server_key=keys.application_server_key)
     payload = {"title": "Étirements du soir", "routine": 7, "url": "/app/routines/7"}
 
-    result = send_one(
-        keys, service, message(subscription, payload=payload, ttl=7200, topic="routine-7", urgency="high")
-    )
+    sent = message(subscription, payload=payload, ttl=7200, topic="routine-7", urgency="high")
+    result = send_one(keys, service, sent)
     assert (result.delivered, result.gone, result.status, result.error) == (True, False, 201, None)
     assert [a.status for a in result.attempts] == [201]
     [received] = service.received(subscription.endpoint)
