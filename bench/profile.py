@@ -132,7 +132,7 @@ async def measure(db_path: Path, seeded: Seeded, sample: int = 400) -> list[tupl
                 ("completions.today_for_device, nothing remembered", one_query_cold, "+ the streak walk"),
                 ("  the streak walk alone (_streak)", streak_walk, "14 days of history, 90 when the streak is longer"),
                 ("devices.authenticate: 1 query", authenticate, "what other patient routes pay for auth"),
-                ("completions.today (auth apart, no memory)", today, "the pages' path"),
+                ("completions.today (auth apart, no memory)", today, "the plain reading the tests compare with"),
                 ("JSON encoding of the answer (orjson, as served)", encode,
                  f"~{statistics.mean(map(rows_of, patients)):.0f} slots"),
                 ("  the same with json.dumps (Starlette's JSONResponse)", encode_stdlib, ""),

@@ -112,7 +112,11 @@ def _day_view(rows: Iterable[Row], done: Mapping[tuple[int, str], set[str]], day
 
 
 async def today(db: Database, *, patient_id: int, timezone: str, joined_at: str | None, now: datetime) -> dict[str, Any]:
-    """Today's slots in the patient's zone, done or not, with the streak and the practitioner's notes."""
+    """Today's slots in the patient's zone, done or not, with the streak and the practitioner's notes.
+
+    The plain reading, with nothing remembered: the app is served by today_for_device, and
+    the tests hold the two equal.
+    """
     day = local_date(now, timezone)
     streak_days, rows, done = await _streak(db, patient_id, timezone, joined_at, day)
     return {**_day_view(rows, done, day, timezone), "streak_days": streak_days}
