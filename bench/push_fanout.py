@@ -168,53 +168,65 @@ async def send_with_ours(
     return Measurement(len(messages), seconds, stats["last_accept"] - wall, stall, cpu)
 
 
-def run_pywebpush_sync(vapid: Any, origin: str, subscriptions: list[Subscription]) -> Measurement:
+def _pywebpush_args(m: PushMessage) -> tuple[dict[str, Any], str, dict[str, str]]:
+    s = m.subscription
+    info = {"endpoint": s.endpoint, "keys": {"p256dh": s.p256dh, "auth": s.auth}}
+    data = json.dumps(m.payload, separators=(",", ":"), ensure_ascii=False)
+    headers = {"Urgency": m.urgency, **({"Topic": m.topic} if m.topic else {})}
+    return info, data, headers
+
+
+def run_pywebpush_loop(vapid: Any, origin: str, messages: list[PushMessage]) -> Measurement:
+    """(b): pywebpush.webpush() once per message, as most projects call it."""
     from pywebpush import webpush  # type: ignore[import-untyped]
 
     admin(origin, "/_admin/reset", {})
-    data = json.dumps(PAYLOAD)
     wall, started, cpu = time.time(), time.perf_counter(), time.process_time()
-    for s in subscriptions:
+    for m in messages:
+        info, data, headers = _pywebpush_args(m)
         webpush(
-            {"endpoint": s.endpoint, "keys": {"p256dh": s.p256dh, "auth": s.auth}},
+            info,
             data,
             vapid_private_key=vapid,
             vapid_claims={"sub": SUBJECT},  # a fresh dict: pywebpush writes aud and exp into it
-            ttl=TTL,
+            ttl=m.ttl,
+            headers=headers,
         )
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    stats = check_accepted(origin, len(subscriptions), "(b)")
-    return Measurement(len(subscriptions), seconds, stats["last_accept"] - wall, None, cpu)
+    stats = check_accepted(origin, len(messages), "(b)")
+    return Measurement(len(messages), seconds, stats["last_accept"] - wall, None, cpu)
 
 
 async def run_pywebpush_async(
-    vapid: Any, origin: str, subscriptions: list[Subscription], concurrency: int
+    vapid: Any, origin: str, messages: list[PushMessage], concurrency: int = 64
 ) -> Measurement:
+    """(c): pywebpush.webpush_async, one shared aiohttp session, at most `concurrency` at once."""
     from pywebpush import webpush_async
 
     admin(origin, "/_admin/reset", {})
-    data = json.dumps(PAYLOAD)
     limit = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one(s: Subscription) -> None:
+        async def one(m: PushMessage) -> None:
+            info, data, headers = _pywebpush_args(m)
             async with limit:
                 await webpush_async(
-                    {"endpoint": s.endpoint, "keys": {"p256dh": s.p256dh, "auth": s.auth}},
+                    info,
                     data,
                     vapid_private_key=vapid,
                     vapid_claims={"sub": SUBJECT},
-                    ttl=TTL,
+                    ttl=m.ttl,
+                    headers=headers,
                     aiohttp_session=session,
                 )
 
         async def send() -> None:
-            await asyncio.gather(*(one(s) for s in subscriptions))
+            await asyncio.gather(*(one(m) for m in messages))
 
         wall, seconds, stall, cpu = await timed(send)
-    stats = check_accepted(origin, len(subscriptions), "(c)")
-    return Measurement(len(subscriptions), seconds, stats["last_accept"] - wall, stall, cpu)
+    stats = check_accepted(origin, len(messages), "(c)")
+    return Measurement(len(messages), seconds, stats["last_accept"] - wall, stall, cpu)
 
 
 def main() -> None:
@@ -242,8 +254,9 @@ def main() -> None:
             runs: dict[str, list[Measurement]] = {"a": [], "b": [], "c": []}
             for run in range(1, args.runs + 1):
                 a = run_loop(run_ours(keys, origin, subscriptions, args.concurrency))
-                b = run_pywebpush_sync(vapid, origin, subset)
-                c = run_loop(run_pywebpush_async(vapid, origin, subscriptions, args.concurrency))
+                b = run_pywebpush_loop(vapid, origin, [PushMessage(s, PAYLOAD, TTL) for s in subset])
+                c = run_loop(run_pywebpush_async(vapid, origin, [PushMessage(s, PAYLOAD, TTL) for s in subscriptions],
+                                                 args.concurrency))
                 for key, m in zip("abc", (a, b, c), strict=True):
                     runs[key].append(m)
                 print(

@@ -61,9 +61,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 
-from bench.push_fanout import SUBJECT, Measurement, admin, check_accepted, push_service, send_with_ours, timed
+from bench.push_fanout import (
+    SUBJECT, Measurement, admin, check_accepted, push_service, run_pywebpush_async, run_pywebpush_loop, send_with_ours,
+    timed,
+)
 from server.cli import run_loop
 from server.clock import iso
 from server.db import Database, migrate
@@ -241,63 +243,6 @@ async def run_sender(keys: VapidKeys, origin: str, messages: list[PushMessage]) 
     return await send_with_ours(keys, origin, messages, label="(s)")
 
 
-def _pywebpush_args(m: PushMessage) -> tuple[dict[str, Any], str, dict[str, str]]:
-    s = m.subscription
-    info = {"endpoint": s.endpoint, "keys": {"p256dh": s.p256dh, "auth": s.auth}}
-    data = json.dumps(m.payload, separators=(",", ":"), ensure_ascii=False)
-    headers = {"Urgency": m.urgency, **({"Topic": m.topic} if m.topic else {})}
-    return info, data, headers
-
-
-def run_pywebpush_loop(vapid: Any, origin: str, messages: list[PushMessage]) -> Measurement:
-    """(b): pywebpush.webpush() once per message, as most projects call it."""
-    from pywebpush import webpush  # type: ignore[import-untyped]
-
-    admin(origin, "/_admin/reset", {})
-    wall, started, cpu = time.time(), time.perf_counter(), time.process_time()
-    for m in messages:
-        info, data, headers = _pywebpush_args(m)
-        webpush(
-            info,
-            data,
-            vapid_private_key=vapid,
-            vapid_claims={"sub": SUBJECT},  # a fresh dict: pywebpush writes aud and exp into it
-            ttl=m.ttl,
-            headers=headers,
-        )
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    stats = check_accepted(origin, len(messages), "(b)")
-    return Measurement(len(messages), seconds, stats["last_accept"] - wall, None, cpu)
-
-
-async def run_pywebpush_async(vapid: Any, origin: str, messages: list[PushMessage]) -> Measurement:
-    """(c): pywebpush.webpush_async, one shared aiohttp session, a semaphore of 64."""
-    from pywebpush import webpush_async
-
-    admin(origin, "/_admin/reset", {})
-    limit = asyncio.Semaphore(PYWEBPUSH_CONCURRENCY)
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=PYWEBPUSH_CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(m: PushMessage) -> None:
-            info, data, headers = _pywebpush_args(m)
-            async with limit:
-                await webpush_async(
-                    info,
-                    data,
-                    vapid_private_key=vapid,
-                    vapid_claims={"sub": SUBJECT},
-                    ttl=m.ttl,
-                    headers=headers,
-                    aiohttp_session=session,
-                )
-
-        async def send() -> None:
-            await asyncio.gather(*(one(m) for m in messages))
-
-        wall, seconds, stall, cpu = await timed(send)
-    stats = check_accepted(origin, len(messages), "(c)")
-    return Measurement(len(messages), seconds, stats["last_accept"] - wall, stall, cpu)
 
 
 async def idle_ticks(keys: VapidKeys, path: Path, ticks: int) -> list[float]:
@@ -373,7 +318,7 @@ def main() -> None:
                 e2e, messages = run_loop(run_tick(keys, origin, template, work, args.patients))
                 s = run_loop(run_sender(keys, origin, messages))
                 b = run_pywebpush_loop(vapid, origin, messages[: args.sync_messages])
-                c = run_loop(run_pywebpush_async(vapid, origin, messages))
+                c = run_loop(run_pywebpush_async(vapid, origin, messages, PYWEBPUSH_CONCURRENCY))
                 for key, m in zip("asbc", (e2e.m, s, b, c), strict=True):
                     runs[key].append(m)
                 sending.append(e2e.sending)
