@@ -12,10 +12,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,6 +46,17 @@ PHONE: dict[str, Any] = {
     "has_touch": True,
 }
 SMALL_PHONE: dict[str, Any] = {**PHONE, "viewport": {"width": 360, "height": 640}}
+# The patients the browser tests make live here.
+TZ = "Europe/London"
+# Every browser test module: marked, and skipped without Debian's Chromium.
+MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"),
+]
+
+
+def today_local() -> str:
+    return datetime.now(UTC).astimezone(ZoneInfo(TZ)).date().isoformat()
 
 
 class Recorder:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,18 +22,15 @@ from tests.browser import (
     CHROMIUM,
     PHONE,
     SMALL_PHONE,
+    MARKS,
+    TZ,
     Clinic,
     LiveServer,
     poll,
+    today_local,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"
-    ),
-]
-TZ = "Europe/London"
+pytestmark = MARKS
 _names = itertools.count(1)
 
 
@@ -69,10 +66,6 @@ def phone(browser: Browser, server: LiveServer) -> Iterator[BrowserContext]:
     context = browser.new_context(base_url=server.url, **PHONE)
     yield context
     context.close()
-
-
-def today_local() -> str:
-    return datetime.now(UTC).astimezone(ZoneInfo(TZ)).date().isoformat()
 
 
 def new_patient(

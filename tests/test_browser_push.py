@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
@@ -27,19 +25,16 @@ from tests.browser import (
     AXE,
     CHROMIUM,
     PHONE,
+    MARKS,
+    TZ,
     Clinic,
     FakeCheckin,
     LiveServer,
     poll,
+    today_local,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"
-    ),
-]
-TZ = "Europe/London"
+pytestmark = MARKS
 OFFLINE_TEXT = "Couldn’t turn on reminders — check your connection and try again."
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"
@@ -56,10 +51,6 @@ COUNT_PROMPTS = """
 NOTIFICATIONS = """() => navigator.serviceWorker.ready.then(r => r.getNotifications()).then(ns => ns.map(n => ({
   title: n.title, body: n.body, tag: n.tag, data: n.data, icon: n.icon, badge: n.badge,
   renotify: n.renotify, actions: n.actions.map(a => a.action)})))"""
-
-
-def today_local() -> str:
-    return datetime.now(UTC).astimezone(ZoneInfo(TZ)).date().isoformat()
 
 
 @pytest.fixture(scope="module")
