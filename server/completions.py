@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from . import assignments, devices
 from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row
@@ -147,19 +149,46 @@ class StreakMemo:
         self._entries[patient_id] = (revision, day, tz, streak_days)
 
 
-# The device's patient and the assignments that may run on their local today, in one round
-# trip. Local today is within a day of UTC's, so the window is UTC's yesterday to tomorrow
-# and Python keeps the patient's own date. Assignments ended two days ago or more are out.
-_TODAY_FOR_DEVICE = (
-    f"SELECT {devices.AUTH_COLUMNS}, p.revision, a.id, a.routine_name, a.item_count, a.estimated_minutes,"
-    " a.start_date, a.end_date, a.days, a.times, a.note, a.ended_at,"
-    " (SELECT group_concat(c.local_date || ' ' || c.slot_time) FROM completions c"
-    "  WHERE c.assignment_id = a.id AND c.local_date BETWEEN :first AND :last AND c.slot_time IS NOT NULL) AS done"
-    f" FROM {devices.AUTH_FROM} LEFT JOIN assignments a ON a.patient_id = p.id"
-    "  AND a.start_date <= :last AND (a.end_date IS NULL OR a.end_date >= :first)"
-    "  AND (a.ended_at IS NULL OR a.ended_at >= :ended_after)"
-    f" WHERE {devices.AUTH_WHERE}"
-)
+# The devices' patients and the assignments that may run on their local today, for n device
+# tokens in one round trip (db.Batched gathers concurrent app opens) and as one JSON value, so
+# the reader's thread hands back one row, not one per assignment. Local today is within a
+# day of UTC's, so the window is UTC's yesterday to tomorrow and Python keeps each patient's
+# own date. Assignments ended before UTC's day before yesterday are out.
+_TODAY_FIELDS = {
+    "token": "hex(d.token_hash)",
+    "device_id": "d.id",
+    "last_seen_at": "d.last_seen_at",
+    "patient_id": "p.id",
+    "name": "p.name",
+    "timezone": "p.timezone",
+    "joined_at": "p.joined_at",
+    "practitioner_id": "p.practitioner_id",
+    "revision": "p.revision",
+    **{name: f"a.{name}" for name in (
+        "id", "routine_name", "item_count", "estimated_minutes", "start_date", "end_date", "days", "times", "note",
+        "ended_at",
+    )},
+    "done": "(SELECT group_concat(c.local_date || ' ' || c.slot_time) FROM completions c"
+            " WHERE c.assignment_id = a.id AND c.local_date BETWEEN :first AND :last AND c.slot_time IS NOT NULL)",
+}
+
+
+def _today_for_tokens(n: int) -> str:
+    tokens = ", ".join(f":k{i}" for i in range(n))
+    return (
+        f"SELECT json_group_array(json_array({', '.join(_TODAY_FIELDS.values())}))"
+        f" FROM {devices.AUTH_FROM} LEFT JOIN assignments a ON a.patient_id = p.id"
+        "  AND a.start_date <= :last AND (a.end_date IS NULL OR a.end_date >= :first)"
+        "  AND (a.ended_at IS NULL OR a.ended_at >= :ended_after)"
+        f" WHERE d.token_hash IN ({tokens}) AND {devices.AUTH_LIVE}"
+    )
+
+
+def _today_by_token(rows: list[Row]) -> dict[bytes, list[dict[str, Any]]]:
+    found: dict[bytes, list[dict[str, Any]]] = defaultdict(list)
+    for values in orjson.loads(rows[0][0]):
+        found[bytes.fromhex(values[0])].append(dict(zip(_TODAY_FIELDS, values)))
+    return found
 
 
 async def today_for_device(
@@ -167,12 +196,13 @@ async def today_for_device(
 ) -> tuple[devices.Me, dict[str, Any]] | None:
     """today() for the patient behind a device token, authenticating in the same query (None: not signed in)."""
     utc_day = now.astimezone(UTC).date()
-    rows = await db.fetchall(_TODAY_FOR_DEVICE, {
-        "token": token_hash(token),
-        "first": (utc_day - _ONE_DAY).isoformat(),
-        "last": (utc_day + _ONE_DAY).isoformat(),
-        "ended_after": iso(now - 2 * _ONE_DAY),
-    })
+    window = (
+        # Sorted by name; an ISO date compares below every instant of that day.
+        ("ended_after", (utc_day - 2 * _ONE_DAY).isoformat()),
+        ("first", (utc_day - _ONE_DAY).isoformat()),
+        ("last", (utc_day + _ONE_DAY).isoformat()),
+    )
+    rows = await db.batched(_today_for_tokens, _today_by_token).fetch(window, token_hash(token))
     if not rows:
         return None
     me = await devices.seen(db, rows[0], now=now)

@@ -11,10 +11,12 @@ locking (WAL, busy timeout) does the serialising.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,74 @@ class _Reads:
         return None if row is None else row[0]
 
 
+class Batched:
+    """One query for the same point read made by concurrent requests.
+
+    Each query sent to aiosqlite hops to the connection's thread and back; under load that
+    hop, and the handing of the GIL back and forth for every row, cost more than SQLite
+    spends on a small indexed read (bench/README.md). So the requests of one turn of the
+    event loop go together: the first waits for the loop to finish its turn, then their
+    keys are read in one statement; while that batch is at the database, newcomers gather
+    for the next. A lone request waits for nothing but its own turn.
+
+    `sql(n)` is the statement for n keys, bound as :k0 ... :k{n-1} next to the batch's named
+    parameters; `split(rows)` maps each key found to its answer (a key not there gets
+    None). Requests whose parameters differ go in separate batches, so the parameters
+    should change rarely (once a day, say).
+    """
+
+    def __init__(
+        self, reads: _Reads, sql: Callable[[int], str], split: Callable[[list[Row]], Mapping[Hashable, Any]],
+        limit: int = 64,
+    ) -> None:
+        self._reads = reads
+        self._sql = lru_cache(maxsize=limit)(sql)
+        self._split = split
+        self._limit = limit
+        self._waiting: dict[tuple[Any, ...], dict[Hashable, list[asyncio.Future[Any]]]] = {}
+        self._running: asyncio.Task[None] | None = None
+
+    async def fetch(self, params: tuple[tuple[str, Any], ...], key: Hashable) -> Any:
+        """The answer for key, read with the named parameters params ((name, value) pairs)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting.setdefault(params, {}).setdefault(key, []).append(future)
+        if self._running is None:
+            # A new task first runs after the loop's current turn, when that turn's requests wait too.
+            self._running = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                params = next(iter(self._waiting))
+                keys = self._waiting[params]
+                batch = dict(itertools.islice(keys.items(), self._limit))
+                for key in batch:
+                    del keys[key]
+                if not keys:
+                    del self._waiting[params]
+                await self._answer(params, batch)
+        finally:
+            self._running = None
+
+    async def _answer(self, params: tuple[tuple[str, Any], ...], batch: dict[Hashable, list[asyncio.Future[Any]]]) -> None:
+        values = dict(params)
+        values.update((f"k{i}", key) for i, key in enumerate(batch))
+        try:
+            found = self._split(await self._reads.fetchall(self._sql(len(batch)), values))
+        except Exception as error:
+            for futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            return
+        for key, futures in batch.items():
+            for future in futures:
+                if not future.done():  # a request cancelled while it waited
+                    future.set_result(found.get(key))
+
+
 class Transaction(_Reads):
     """Statements run on the writer inside one BEGIN IMMEDIATE ... COMMIT."""
 
@@ -76,6 +146,7 @@ class Database(_Reads):
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._batched: dict[Callable[[int], str], Batched] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +175,13 @@ class Database(_Reads):
     @property
     def _conn(self) -> aiosqlite.Connection:  # type: ignore[override]
         return self.reader
+
+    def batched(self, sql: Callable[[int], str], split: Callable[[list[Row]], Mapping[Hashable, Any]]) -> Batched:
+        """The reader's Batched for a family of statements (one per database, made on first use)."""
+        found = self._batched.get(sql)
+        if found is None:
+            found = self._batched[sql] = Batched(self, sql, split)
+        return found
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

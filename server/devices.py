@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from . import invites, ratelimit
 from .clock import iso, parse_iso
@@ -91,7 +93,8 @@ AUTH_COLUMNS = (
     "d.id AS device_id, d.last_seen_at, p.id AS patient_id, p.name, p.timezone, p.joined_at, p.practitioner_id"
 )
 AUTH_FROM = "devices d JOIN patients p ON p.id = d.patient_id"
-AUTH_WHERE = "d.token_hash = :token AND d.revoked_at IS NULL AND p.archived = 0"
+AUTH_LIVE = "d.revoked_at IS NULL AND p.archived = 0"
+AUTH_WHERE = f"d.token_hash = :token AND {AUTH_LIVE}"
 
 
 async def authenticate(db: Database, token: str, *, now: datetime) -> Me | None:
@@ -100,7 +103,7 @@ async def authenticate(db: Database, token: str, *, now: datetime) -> Me | None:
     return None if row is None else await seen(db, row, now=now)
 
 
-async def seen(db: Database, row: Row, *, now: datetime) -> Me:
+async def seen(db: Database, row: Mapping[str, Any], *, now: datetime) -> Me:
     """The Me of an AUTH_COLUMNS row, noting (at most hourly) that the device was seen."""
     if now - parse_iso(row["last_seen_at"]) >= SEEN_PRECISION:
         await db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", (iso(now), row["device_id"]))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from server.db import Database, migrate, migration_files, schema_version
+from server.db import Batched, Database, migrate, migration_files, schema_version
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -114,5 +116,96 @@ def test_backup_while_open(tmp_path: Path) -> None:
             await db.backup(tmp_path / "copy.db")
         conn = sqlite3.connect(tmp_path / "copy.db")
         assert conn.execute("SELECT count(*) FROM rate_events").fetchone()[0] == 1
+
+    run(check())
+
+
+# --- Batched: concurrent point reads in one query ------------------------------------------
+
+
+def _squares(n: int) -> str:
+    keys = ", ".join(f":k{i}" for i in range(n))
+    return f"SELECT n, n * n + :plus AS square FROM numbers WHERE n IN ({keys})"
+
+
+def _by_n(rows: list[sqlite3.Row]) -> dict[int, int]:
+    return {row["n"]: row["square"] for row in rows}
+
+
+@asynccontextmanager
+async def _numbers(path: Path) -> AsyncIterator[Database]:
+    # Closed even when an assertion fails: an open aiosqlite thread would keep pytest from exiting.
+    async with Database(path) as db:
+        async with db.transaction() as tx:
+            await tx.execute("CREATE TABLE numbers (n INTEGER PRIMARY KEY)")
+            await tx.executemany("INSERT INTO numbers VALUES (?)", [(n,) for n in range(200)])
+        yield db
+
+
+class _Counting:
+    """Reads through a database and keeps each statement's number of keys."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.batches: list[int] = []
+
+    async def fetchall(self, sql: str, params: dict[str, object]) -> list[sqlite3.Row]:
+        self.batches.append(sum(name.startswith("k") for name in params))
+        return await self.db.fetchall(sql, params)
+
+
+def test_batched_reads_of_one_turn_go_as_one_query_and_each_gets_its_own_answer(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            reads = _Counting(db)
+            batched = Batched(reads, _squares, _by_n)  # type: ignore[arg-type]
+            plus = (("plus", 1),)
+            keys = [3, 7, 7, 150, 999, 0]
+            answers = await asyncio.gather(*(batched.fetch(plus, k) for k in keys))
+            assert answers == [10, 50, 50, 22501, None, 1]  # a key asked twice is read once; 999 is not there
+            assert reads.batches == [5]
+            # Other parameters make another batch.
+            answers = await asyncio.gather(batched.fetch(plus, 2), batched.fetch((("plus", 0),), 2))
+            assert answers == [5, 4]
+            assert reads.batches == [5, 1, 1]
+
+    run(check())
+
+
+def test_batched_newcomers_gather_while_a_batch_is_at_the_database(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            reads = _Counting(db)
+            batched = Batched(reads, _squares, _by_n, limit=4)  # type: ignore[arg-type]
+            plus = (("plus", 0),)
+
+            async def later(k: int, turns: int) -> int:
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                return await batched.fetch(plus, k)  # type: ignore[no-any-return]
+
+            # Two come in the first turn; the rest arrive while that batch is out and go
+            # together next, at most four keys a statement.
+            answers = await asyncio.gather(later(1, 0), later(2, 0), *(later(k, 2) for k in range(10, 16)))
+            assert answers == [1, 4, 100, 121, 144, 169, 196, 225]
+            assert reads.batches == [2, 4, 2]
+
+    run(check())
+
+
+def test_batched_failure_reaches_every_waiter_and_the_next_batch_still_runs(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            batched = Batched(db, _squares, _by_n)
+            bad = (("nope", 1),)  # :plus is missing: sqlite3 refuses the statement
+            results = await asyncio.gather(batched.fetch(bad, 1), batched.fetch(bad, 2), return_exceptions=True)
+            assert all(isinstance(r, sqlite3.ProgrammingError) for r in results), results
+            assert await batched.fetch((("plus", 0),), 9) == 81
+            # A waiter cancelled before its batch answers does not disturb the others.
+            waiters = [asyncio.ensure_future(batched.fetch((("plus", 0),), k)) for k in (4, 5)]
+            await asyncio.sleep(0)
+            waiters[0].cancel()
+            assert await waiters[1] == 25
+            assert waiters[0].cancelled()
 
     run(check())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -326,3 +327,19 @@ def test_today_for_a_device_matches_today_computed_the_long_way(harness: Harness
             slow = harness.run(completions.today, harness.ctx.db, patient_id=patient["id"], timezone=tz,
                                joined_at=joined, now=clock.now)
             assert fast.json() == slow, (seed, patient["id"])
+    # Opened at the same moment, the phones' reads go to SQLite as one batch: each still gets
+    # only its own patient's day, and a revoked or unknown device gets nothing.
+    tokens = [harness.ctx.device_signer.unsign(me["Cookie"].split("=", 1)[1]) for _, me in people]
+    revoked = harness.join(doc, people[0][0]["id"])
+    assert harness.client.delete("/api/me/device", headers={"Cookie": revoked}).status_code == 204
+    tokens += [harness.ctx.device_signer.unsign(revoked.split("=", 1)[1]), "no-such-device"]
+
+    async def together() -> list[Any]:
+        memo = completions.StreakMemo()
+        return await asyncio.gather(*(completions.today_for_device(harness.ctx.db, memo, t, now=clock.now) for t in tokens))
+
+    answers = harness.run(together)
+    assert answers[-2:] == [None, None]
+    for (patient, me), (who, day) in zip(people, answers):
+        assert who.patient_id == patient["id"]
+        assert day == harness.client.get("/api/me/today", headers=me).json(), (seed, patient["id"])
