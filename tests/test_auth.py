@@ -147,3 +147,16 @@ def test_passwords_are_argon2id(harness: Harness) -> None:
     harness.practitioner("ann@clinic.example")
     stored = harness.run(harness.ctx.db.fetchval, "SELECT password_hash FROM practitioners")
     assert stored.startswith("$argon2id$")
+
+
+def test_cookie_signatures_are_itsdangerous_ones_so_existing_cookies_keep_working() -> None:
+    from itsdangerous import Signer
+
+    from server.security import CookieSigner
+
+    ours = CookieSigner("a-secret", "patient-device")
+    theirs = Signer("a-secret", salt="patient-device")
+    assert ours.sign("token") == theirs.sign("token").decode()
+    assert ours.unsign(theirs.sign("token").decode()) == "token"
+    assert ours.unsign(Signer("a-secret", salt="practitioner-session").sign("token").decode()) is None
+    assert ours.unsign(Signer("other-secret", salt="patient-device").sign("token").decode()) is None

@@ -120,12 +120,13 @@ async def history(request: Request) -> Response:
 
 
 routes = [
+    # Matched in order: what every app open and every recorded routine asks for goes first.
+    Route("/api/me/today", today, methods=["GET"]),
+    Route("/api/me/completions", create_completion, methods=["POST"]),
     Route("/api/join", join, methods=["POST"]),
     Route("/api/me", get_me, methods=["GET"]),
     Route("/api/me", patch_me, methods=["PATCH"]),
     Route("/api/me/device", sign_out, methods=["DELETE"]),
-    Route("/api/me/today", today, methods=["GET"]),
     Route("/api/me/assignments/{id}", assignment, methods=["GET"]),
-    Route("/api/me/completions", create_completion, methods=["POST"]),
     Route("/api/me/history", history, methods=["GET"]),
 ]
