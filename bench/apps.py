@@ -148,6 +148,16 @@ def real_conn_per_request() -> ASGIApp:
             conn = _request_conn.get()
             return conn if conn is not None else super().reader
 
+        def batched(self, sql: Any, split: Any) -> Any:
+            # Each request reads alone, through its own connection: no batches across requests.
+            db = self
+
+            class Alone:
+                async def fetch(self, params: tuple[tuple[str, Any], ...], key: Any) -> Any:
+                    return split(await db.fetchall(sql(1), {**dict(params), "k0": key})).get(key)
+
+            return Alone()
+
     server.app.Database = PerRequestDatabase  # type: ignore[misc]
     settings = _settings()
     return _PerRequestConnection(server.app.create_app(settings), settings.db_path)

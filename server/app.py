@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -82,6 +83,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
             elif settings.scheduler:
                 log.warning("reminders are off: set HOMEWORK_VAPID_SUBJECT to send them")
             stack.push_async_callback(_cancel_all, context.tasks)
+            # What start-up made (modules, routes, the exercise library) lives as long as the app.
+            # Frozen, the collector stops walking it: a full collection over it paused every
+            # request in flight for 40-90 ms on the 2-core machine (bench/README.md, p99).
+            gc.freeze()
+            stack.callback(gc.unfreeze)
             yield {"ctx": context}
 
     async def openapi_json(request: Request) -> Response:

@@ -209,3 +209,18 @@ def test_batched_failure_reaches_every_waiter_and_the_next_batch_still_runs(tmp_
             assert waiters[0].cancelled()
 
     run(check())
+
+
+def test_the_app_keeps_what_start_up_made_out_of_garbage_collections(tmp_path: Path) -> None:
+    import gc
+
+    from starlette.testclient import TestClient
+
+    from server.app import create_app
+    from server.config import Settings
+
+    app = create_app(Settings(db_path=tmp_path / "a.db", data_dir=tmp_path, secret_key="k" * 32, scheduler=False))
+    before = gc.get_freeze_count()
+    with TestClient(app):
+        assert gc.get_freeze_count() > before + 10_000  # modules, routes, the exercise library...
+    assert gc.get_freeze_count() == 0  # and handed back on shutdown, so a process making many apps never leaks them
