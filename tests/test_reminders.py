@@ -6,7 +6,8 @@ import asyncio
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from server import reminders
+from server import reminders, subscriptions
 from server.app import create_app
 from server.config import Settings
+from server.db import Database
 from server.scheduler import Scheduler
 from pushservice import PushService, running_push_service
 
@@ -126,6 +128,28 @@ def test_subscription_upsert_validate_and_delete(harness: Harness, service: Push
                                   json={"endpoint": p.endpoint}).status_code == 204
     assert harness.client.get("/api/me/reminders", headers=p.me).json()["enabled"] is False
     assert harness.client.post("/api/me/push-subscriptions", json=body).status_code == 401
+
+
+def test_a_batch_of_outcomes_leaves_each_subscription_as_applying_them_in_order_would(
+        harness: Harness, service: PushService, clock: Clock) -> None:
+    """One phone can get two reminders in a batch: its last status stands, and it was delivered if either was."""
+    doc = harness.practitioner("doc@clinic.example")
+    s1, s2, s3, s4 = (harness.run(subscriptions.for_patient, harness.ctx.db, Patient(harness, service, doc=doc)
+                                  .patient["id"])[0].id for _ in range(4))
+    harness.run(subscriptions.record_outcomes, harness.ctx.db, [(s4, 201, True, False)], now=utc(2026, 3, 1, 8, 0))
+    harness.run(subscriptions.record_outcomes, harness.ctx.db, [
+        (s1, 201, True, False), (s1, 500, False, False),
+        (s2, 500, False, False), (s2, 201, True, False),
+        (s3, 201, True, False), (s3, 410, False, True),
+        (s4, 503, False, False),
+    ], now=utc(2026, 3, 2, 19, 30))
+    rows = harness.run(harness.ctx.db.fetchall,
+                       "SELECT id, last_status, last_delivered_at, last_attempt_at FROM push_subscriptions ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (s1, 500, "2026-03-02T19:30:00Z", "2026-03-02T19:30:00Z"),
+        (s2, 201, "2026-03-02T19:30:00Z", "2026-03-02T19:30:00Z"),
+        (s4, 503, "2026-03-01T08:00:00Z", "2026-03-02T19:30:00Z"),  # s3 is gone
+    ]
 
 
 # --- when reminders go out ----------------------------------------------------------------
@@ -356,6 +380,62 @@ def test_two_schedulers_on_one_database_never_double_send(
     for p in patients:
         assert len(service.received(p.endpoint)) == 1
     assert service.accepted == 30
+
+
+def test_a_planner_working_from_a_stale_read_changes_nothing(
+        harness: Harness, service: PushService, clock: Clock, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes plan the same due slots: the slower one adds no outbox rows and moves no cursor back."""
+    doc = harness.practitioner("doc@clinic.example")
+    for _ in range(5):
+        Patient(harness, service, doc=doc)
+    tick(harness, clock)
+    at_1930, at_0800 = utc(2026, 3, 2, 19, 30), utc(2026, 3, 3, 8, 0)
+
+    async def scenario() -> reminders.PlanReport:
+        async with Database(settings.db_path) as slow:
+            real_transaction = slow.transaction
+
+            @asynccontextmanager
+            async def late_transaction() -> AsyncIterator[Any]:
+                # Between the slow planner's read and its write, the other one plans this slot
+                # and the next one (tomorrow 08:00), moving every cursor on to tomorrow 19:30.
+                await reminders.plan(harness.ctx.db, at_1930)
+                await reminders.plan(harness.ctx.db, at_0800)
+                async with real_transaction() as tx:
+                    yield tx
+
+            monkeypatch.setattr(slow, "transaction", late_transaction)
+            return await reminders.plan(slow, at_1930)
+
+    assert harness.run(scenario).pending == 5  # it did plan all five, from what it read
+    rows = harness.run(harness.ctx.db.fetchall,
+                       "SELECT local_date, slot_time, count(*) FROM reminders GROUP BY 1, 2 ORDER BY 1, 2")
+    assert [tuple(r) for r in rows] == [("2026-03-02", "19:30", 5), ("2026-03-03", "08:00", 5)]
+    cursors = harness.run(harness.ctx.db.fetchall,
+                          "SELECT DISTINCT next_slot_date, next_slot_time, next_due_at, needs_plan FROM assignments")
+    assert [tuple(r) for r in cursors] == [("2026-03-03", "19:30", "2026-03-03T19:30:00Z", 0)]
+
+
+def test_a_batch_judges_and_words_each_reminder_by_its_own_assignment(
+        harness: Harness, service: PushService, clock: Clock) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patients = [Patient(harness, service, doc=doc) for _ in range(6)]
+    tick(harness, clock)
+    for n, p in enumerate(patients, start=1):
+        harness.run(harness.ctx.db.execute, "UPDATE assignments SET item_count = ? WHERE id = ?",
+                    (n, p.assignment["id"]))
+    clock.now = utc(2026, 3, 2, 18, 0)
+    for p in patients[1::2]:
+        p.complete("2026-03-02", "19:30")
+    report = tick(harness, clock, utc(2026, 3, 2, 19, 30))
+    assert (report.sent, report.skipped) == (3, 3)
+    for n, p in enumerate(patients, start=1):
+        bodies = [m.payload["body"] for m in service.received(p.endpoint)]
+        if n % 2 == 0:
+            assert bodies == [], n  # done already
+        else:
+            assert len(bodies) == 1 and bodies[0].startswith(f"{n} exercise{'s' if n > 1 else ''}, about "), bodies
 
 
 def due_at_1930(harness: Harness, service: PushService, clock: Clock, count: int) -> list[Patient]:
