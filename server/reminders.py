@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -75,7 +75,7 @@ class PlanReport:
     missed: int = 0
 
 
-def plan_one(row: Row, now: datetime, stamp: str | None = None
+def plan_one(row: Row | Mapping[str, Any], now: datetime, stamp: str | None = None
              ) -> tuple[list[tuple[Any, ...]], tuple[str | None, str | None, str | None]]:
     """Outbox rows for every slot of one assignment that has come, and its next cursor (pure).
 
@@ -147,6 +147,7 @@ _PLAN_COLUMNS = (
     "a.id, a.patient_id, a.start_date, a.end_date, a.days, a.times, a.ended_at, a.next_slot_date,"
     " a.next_slot_time, a.next_due_at, a.needs_plan, p.timezone, p.archived, p.quiet_start, p.quiet_end"
 )
+_PLAN_KEYS = tuple(c.strip().split(".")[1] for c in _PLAN_COLUMNS.split(","))
 # One statement per batch, the rows as a JSON array: binding 2,500 rows one by one through
 # executemany cost two to three times more SQLite thread time than reading them from JSON.
 _INSERT_OUTBOX = (
@@ -172,14 +173,16 @@ async def insert_outbox(tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> Non
 async def plan(db: Database, now: datetime, *, limit: int = 2000) -> PlanReport:
     """Put every slot that has come into the outbox and move each cursor on."""
     report = PlanReport()
-    rows = await db.fetchall(
+    found = await db.fetch_json(
+        f"SELECT json_group_array(json_array({', '.join(_PLAN_KEYS)})) FROM ("
         f"SELECT {_PLAN_COLUMNS} FROM assignments a JOIN patients p ON p.id = a.patient_id WHERE a.needs_plan = 1"
         f" UNION ALL SELECT {_PLAN_COLUMNS} FROM assignments a JOIN patients p ON p.id = a.patient_id"
-        " WHERE a.next_due_at <= ? AND a.needs_plan = 0 LIMIT ?",
+        " WHERE a.next_due_at <= ? AND a.needs_plan = 0 LIMIT ?)",
         (iso(now), limit),
     )
-    if not rows:
+    if not found:
         return report
+    rows = [dict(zip(_PLAN_KEYS, r)) for r in found]
     outbox: list[tuple[Any, ...]] = []
     cursors = []
     stamp = iso(now)
@@ -245,33 +248,39 @@ class Claimed:
 async def claim(db: Database, now: datetime, worker: str, *, limit: int = 1000) -> list[Claimed]:
     """Atomically take due rows (and orphaned ones) for this worker, with what is needed to judge them."""
     async with db.transaction() as tx:
-        rows = await tx.fetchall(
-            "UPDATE reminders SET status = 'sending', claimed_by = ?, claimed_at = ?, tries = tries + 1"
-            " WHERE id IN (SELECT id FROM reminders WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?)"
-            " OR id IN (SELECT id FROM reminders WHERE status = 'sending' AND claimed_at <= ? LIMIT ?)"
-            " RETURNING id, assignment_id, patient_id, local_date, slot_time, kind, due_at, tries",
-            (worker, iso(now), iso(now), limit, iso(now - LEASE), limit),
-        )
-    claimed = [Claimed(*r) for r in rows]  # RETURNING lists the fields in Claimed's order
-    if not claimed:
-        return claimed
-    # One read for the whole batch: each claimed slot's assignment, patient and whether the
-    # slot was logged, looked up by key (j.key is the row's place in the batch).
-    for r in await db.fetchall(
-        "SELECT j.key, a.item_count, a.estimated_minutes, a.ended_at, p.archived, p.nudges_enabled, p.timezone,"
-        " p.quiet_start, p.quiet_end, EXISTS (SELECT 1 FROM completions c WHERE c.assignment_id = a.id"
-        " AND c.local_date = j.value ->> 1 AND c.slot_time = j.value ->> 2) AS done"
-        " FROM json_each(?) j JOIN assignments a ON a.id = j.value ->> 0 JOIN patients p ON p.id = a.patient_id",
-        (json.dumps([(c.assignment_id, c.local_date, c.slot_time) for c in claimed]),),
-    ):
-        context = dict(zip(_CONTEXT_KEYS, r[1:]))
-        context["done"] = bool(context["done"])
-        claimed[r[0]].context = context
+        # Read, then mark, in one BEGIN IMMEDIATE transaction: it holds the write lock, so
+        # no other process can claim a row between the two.
+        found = await tx.fetch_json(_CLAIMABLE, (iso(now), limit, iso(now - LEASE), limit))
+        if found:
+            await tx.execute(
+                "UPDATE reminders SET status = 'sending', claimed_by = ?, claimed_at = ?, tries = tries + 1"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (worker, iso(now), json.dumps([r[0] for r in found])),
+            )
+    claimed = []
+    for r in found:
+        c = Claimed(*r[:8])
+        if r[8] is not None:  # else the assignment is gone: verdict() skips the row
+            c.context = dict(zip(_CONTEXT_KEYS, r[9:]))
+            c.context["done"] = bool(c.context["done"])
+        claimed.append(c)
     return claimed
 
 
+# Each claimable row: Claimed's fields (tries as they will be once claimed), then the
+# assignment's id (null when it is gone) and the context verdict() and payload() read.
 _CONTEXT_KEYS = ("item_count", "estimated_minutes", "ended_at", "archived", "nudges_enabled", "timezone", "quiet_start",
                  "quiet_end", "done")
+_CLAIMABLE = (
+    "SELECT json_group_array(json_array(r.id, r.assignment_id, r.patient_id, r.local_date, r.slot_time, r.kind,"
+    " r.due_at, r.tries + 1, a.id, a.item_count, a.estimated_minutes, a.ended_at, p.archived, p.nudges_enabled,"
+    " p.timezone, p.quiet_start, p.quiet_end, EXISTS (SELECT 1 FROM completions c WHERE c.assignment_id = a.id"
+    " AND c.local_date = r.local_date AND c.slot_time = r.slot_time)))"
+    " FROM (SELECT id FROM (SELECT id FROM reminders WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?)"
+    " UNION SELECT id FROM (SELECT id FROM reminders WHERE status = 'sending' AND claimed_at <= ? LIMIT ?)) AS due"
+    " JOIN reminders r ON r.id = due.id LEFT JOIN assignments a ON a.id = r.assignment_id"
+    " LEFT JOIN patients p ON p.id = a.patient_id"
+)
 
 
 def verdict(c: Claimed, now: datetime) -> tuple[str, str] | None:

@@ -69,11 +69,12 @@ async def for_patient(db: Database, patient_id: int) -> list[StoredSubscription]
 
 async def for_patients(db: Database, patient_ids: list[int]) -> dict[int, list[StoredSubscription]]:
     found: dict[int, list[StoredSubscription]] = defaultdict(list)
-    rows = await db.fetchall(
-        f"SELECT {_COLUMNS} FROM push_subscriptions WHERE patient_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+    rows = await db.fetch_json(
+        f"SELECT json_group_array(json_array({_COLUMNS})) FROM push_subscriptions"
+        " WHERE patient_id IN (SELECT value FROM json_each(?))",
         (json.dumps(patient_ids),),
     )
-    for r in rows:
+    for r in sorted(rows):  # by id
         found[r[1]].append(StoredSubscription(*r))  # _COLUMNS lists the fields in order
     return found
 
