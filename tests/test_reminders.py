@@ -6,7 +6,7 @@ import asyncio
 import base64
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from server import reminders, subscriptions
+from server import reminders, scheduler, subscriptions
 from server.app import create_app
 from server.config import Settings
 from server.db import Database
@@ -447,8 +447,16 @@ def due_at_1930(harness: Harness, service: PushService, clock: Clock, count: int
     return patients
 
 
-def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatch, send_many: Any) -> Any:
-    """Run one tick in batches of two with send_many standing in for the sender's."""
+def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+                  before: Callable[[list[Any]], Awaitable[None]]) -> Any:
+    """Run one tick in batches of two, awaiting before(messages) ahead of sending each batch."""
+    real_send_many = harness.ctx.sender.send_many
+
+    async def send_many(messages: Any) -> Any:
+        messages = list(messages)
+        await before(messages)
+        return await real_send_many(messages)
+
     monkeypatch.setattr(harness.ctx.sender, "send_many", send_many)
     return harness.run(Scheduler(harness.ctx.db, harness.ctx.sender, clock=clock, worker="test", batch=2).tick)
 
@@ -456,17 +464,14 @@ def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatc
 def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
         harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     patients = due_at_1930(harness, service, clock, 7)
-    real_send_many = harness.ctx.sender.send_many
     claimed_while_sending: list[int] = []
 
-    async def send_many(messages: Any) -> Any:
-        messages = list(messages)
+    async def count_claimed(messages: list[Any]) -> None:
         await asyncio.sleep(0.2)  # long enough for the next claim to commit
         claimed_while_sending.append(
             await harness.ctx.db.fetchval("SELECT count(*) FROM reminders WHERE status = 'sending'"))
-        return await real_send_many(messages)
 
-    report = tick_in_pairs(harness, clock, monkeypatch, send_many)
+    report = tick_in_pairs(harness, clock, monkeypatch, count_claimed)
     assert report.sent == 7 and report.pushes == 7
     # Batches of 2: while one sends the next two are claimed, never a fourth.
     assert max(claimed_while_sending) == 6
@@ -475,18 +480,29 @@ def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
     assert all(len(service.received(p.endpoint)) == 1 for p in patients)
 
 
+def test_a_tick_starts_with_a_small_batch_then_takes_full_ones(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    due_at_1930(harness, service, clock, 7)
+    sizes: list[int] = []
+
+    async def note_size(messages: list[Any]) -> None:
+        sizes.append(len(messages))
+
+    monkeypatch.setattr(scheduler, "_FIRST_BATCH", 1)
+    report = tick_in_pairs(harness, clock, monkeypatch, note_size)
+    assert report.sent == 7 and sizes == [1, 2, 2, 2]
+
+
 def test_the_first_pushes_leave_before_every_assignment_is_planned(
         harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     due_at_1930(harness, service, clock, 7)
-    real_send_many = harness.ctx.sender.send_many
     unplanned: list[int] = []
 
-    async def send_many(messages: Any) -> Any:
+    async def count_unplanned(messages: list[Any]) -> None:
         unplanned.append(await harness.ctx.db.fetchval(
             "SELECT count(*) FROM assignments WHERE next_due_at <= ?", ("2026-03-02T19:30:00Z",)))
-        return await real_send_many(messages)
 
-    report = tick_in_pairs(harness, clock, monkeypatch, send_many)
+    report = tick_in_pairs(harness, clock, monkeypatch, count_unplanned)
     assert report.planned.assignments == 7 and report.sent == 7
     assert unplanned[0] > 0  # planning went on while the first batch was out
     assert unplanned[-1] == 0
