@@ -61,10 +61,9 @@ class Scheduler:
         # Plan a batch, claim a batch, repeat: the first pushes leave after one (small) batch
         # is planned rather than all of them. The next batches are planned and claimed while
         # earlier ones are still sending, so sending never waits for SQLite (plan, claim,
-        # record) and the semaphore stays full at a batch's tail. Under a full fan-out the
-        # SQLite work of one batch takes longer than sending one (its hops wait behind the
-        # busy loop), so up to three batches are out at once, and PushSender bounds the
-        # requests in flight.
+        # record) and the semaphore stays full at a batch's tail. Up to three batches are out
+        # at once (measured faster than two in bench/reminders.py), and PushSender bounds
+        # the requests in flight.
         planning = True
         batches: list[asyncio.Task[None]] = []
         limit = min(self.batch, _FIRST_BATCH)
