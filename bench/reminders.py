@@ -19,8 +19,8 @@ What it does, in one run of about two to three minutes on a 2-core machine:
   (a) End to end: `Scheduler(db, PushSender(...)).tick(19:30)` on a fresh copy of the
       template, with the app's own sender settings (make_client_session(), PushSender
       defaults: 64 requests at once, at most 32 per push origin). The tick plans the
-      10,000 due slots into the outbox and claims them in batches of 2,500 (the next ones
-      planned and claimed while earlier ones send), sends, and records every outcome
+      10,000 due slots into the outbox and claims them in batches (500 first, then 2,500;
+      the next ones planned and claimed while earlier ones send), sends, and records every outcome
       (statuses, push_attempts, subscriptions, nudges). Reported: reminders/s
       over the whole tick, the time from the tick's start to the last delivery the
       service accepted, how much of the tick had a send_many running, the longest

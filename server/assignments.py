@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -97,7 +98,7 @@ def from_row(row: Row) -> Assignment:
     )
 
 
-def plan_of(row: Row) -> Plan:
+def plan_of(row: Row | Mapping[str, Any]) -> Plan:
     """The scheduling facts of an assignments row (id, start_date, end_date, days, times, ended_at)."""
     return Plan(row["id"], row["start_date"], row["end_date"], row["days"], times_of(row["times"]), row["ended_at"])
 

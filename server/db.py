@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 Row = sqlite3.Row
@@ -51,6 +52,16 @@ class _Reads:
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+    async def fetch_json(self, sql: str, params: Params = ()) -> Any:
+        """Run a query whose one value is JSON (json_group_array, ...) and return it parsed.
+
+        For reads of thousands of rows while the event loop is busy: sqlite3 lets go of the
+        GIL around every row it steps to and must win it back from the loop each time, so
+        2,500 rows took 340-430 ms against 100 ms as one JSON value (15 and 22 ms with an
+        idle loop). json_group_array gives "[]", never NULL, for no rows.
+        """
+        return orjson.loads(await self.fetchval(sql, params))
 
 
 class Batched:

@@ -17,6 +17,9 @@ from .push import CIRCUIT_OPEN, PushMessage, PushSender, Subscription
 log = logging.getLogger("homework.scheduler")
 
 _BATCHES_OUT = 3  # claimed batches being delivered at once (measured in bench/reminders.py)
+# The first batch of a tick is smaller, so the first pushes leave while the first full
+# batch is being planned and claimed rather than after it.
+_FIRST_BATCH = 500
 
 
 @dataclass
@@ -55,23 +58,24 @@ class Scheduler:
         """One pass: plan what has come due and claim and send it, until nothing due is left."""
         now = now or self.clock()
         report = TickReport()
-        # Plan a batch, claim a batch, repeat: the first pushes leave after one batch is
-        # planned rather than all of them. The next batches are planned and claimed while
+        # Plan a batch, claim a batch, repeat: the first pushes leave after one (small) batch
+        # is planned rather than all of them. The next batches are planned and claimed while
         # earlier ones are still sending, so sending never waits for SQLite (plan, claim,
-        # record) and the semaphore stays full at a batch's tail. Under a full fan-out the
-        # SQLite work of one batch takes longer than sending one (its hops wait behind the
-        # busy loop), so up to three batches are out at once, and PushSender bounds the
-        # requests in flight.
+        # record) and the semaphore stays full at a batch's tail. Up to three batches are out
+        # at once (measured faster than two in bench/reminders.py), and PushSender bounds
+        # the requests in flight.
         planning = True
         batches: list[asyncio.Task[None]] = []
+        limit = min(self.batch, _FIRST_BATCH)
         try:
             while True:
                 if planning:
-                    planned = await reminders.plan(self.db, now, limit=self.batch)
+                    planned = await reminders.plan(self.db, now, limit=limit)
                     for name in ("assignments", "pending", "skipped", "missed"):
                         setattr(report.planned, name, getattr(report.planned, name) + getattr(planned, name))
-                    planning = planned.assignments == self.batch
-                claimed = await reminders.claim(self.db, now, self.worker, limit=self.batch)
+                    planning = planned.assignments == limit
+                claimed = await reminders.claim(self.db, now, self.worker, limit=limit)
+                limit = self.batch
                 if claimed:
                     batches.append(asyncio.create_task(self._deliver(claimed, now, report)))
                     if len(batches) == _BATCHES_OUT:
@@ -91,27 +95,26 @@ class Scheduler:
         subs = await subscriptions.for_patients(self.db, sorted({c.patient_id for c in claimed}))
         outcomes: list[reminders.Delivery] = []
         to_send: list[tuple[reminders.Claimed, list[subscriptions.StoredSubscription]]] = []
+        messages: list[PushMessage] = []
         for c in claimed:
-            refusal = reminders.verdict(c, now)
-            if refusal is None and not subs.get(c.patient_id):
-                refusal = ("skipped", "reminders are off")
+            targets = subs.get(c.patient_id, [])
+            refusal = reminders.verdict(c, now) or (None if targets else ("skipped", "reminders are off"))
             if refusal is not None:
                 outcomes.append(reminders.Delivery(c, *refusal))
-            else:
-                to_send.append((c, subs[c.patient_id]))
-        messages = [
-            PushMessage(Subscription(s.endpoint, s.p256dh, s.auth), c.payload(), ttl=reminders.TTL_SECONDS,
-                        topic=c.topic, urgency="normal")
-            for c, targets in to_send for s in targets
-        ]
-        results = iter(await self.sender.send_many(messages)) if messages else iter(())
-        for c, targets in to_send:
-            attempts = []
+                continue
+            to_send.append((c, targets))
+            payload, topic = c.payload(), c.topic
             for s in targets:
-                r = next(results)
-                attempts.append((s.id, r.status, r.error or "", len(r.attempts), r.delivered, r.gone))
-            delivered = any(a[4] for a in attempts)
-            if not delivered and all(a[2] == CIRCUIT_OPEN for a in attempts):
+                messages.append(PushMessage(Subscription(s.endpoint, s.p256dh, s.auth), payload,
+                                            ttl=reminders.TTL_SECONDS, topic=topic, urgency="normal"))
+        results = await self.sender.send_many(messages) if messages else []
+        at = 0
+        for c, targets in to_send:
+            attempts = [(s.id, r.status, r.error or "", len(r.attempts), r.delivered, r.gone)
+                        for s, r in zip(targets, results[at:at + len(targets)], strict=True)]
+            at += len(targets)
+            delivered = any([a[4] for a in attempts])
+            if not delivered and all([a[2] == CIRCUIT_OPEN for a in attempts]):
                 # The push host is down: leave the row claimed; when the lease runs out a
                 # later tick takes it again, until it is over an hour late (then missed).
                 report.deferred += 1

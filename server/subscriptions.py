@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -68,14 +69,13 @@ async def for_patient(db: Database, patient_id: int) -> list[StoredSubscription]
 
 async def for_patients(db: Database, patient_ids: list[int]) -> dict[int, list[StoredSubscription]]:
     found: dict[int, list[StoredSubscription]] = defaultdict(list)
-    for start in range(0, len(patient_ids), 500):
-        chunk = patient_ids[start:start + 500]
-        rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM push_subscriptions WHERE patient_id IN ({','.join('?' * len(chunk))}) ORDER BY id",
-            chunk,
-        )
-        for r in rows:
-            found[r["patient_id"]].append(StoredSubscription(**dict(r)))
+    rows = await db.fetch_json(
+        f"SELECT json_group_array(json_array({_COLUMNS})) FROM push_subscriptions"
+        " WHERE patient_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(patient_ids),),
+    )
+    for r in sorted(rows):  # by id
+        found[r[1]].append(StoredSubscription(*r))  # _COLUMNS lists the fields in order
     return found
 
 
@@ -87,10 +87,20 @@ async def record_outcomes(db: Database, outcomes: list[tuple[int, int | None, bo
 
 async def apply_outcomes(tx: Transaction, outcomes: list[tuple[int, int | None, bool, bool]], *, now: datetime) -> None:
     """record_outcomes inside the caller's transaction; outcomes are (id, status, delivered, gone)."""
-    await tx.executemany("DELETE FROM push_subscriptions WHERE id = ?", [(i,) for i, _, _, gone in outcomes if gone])
-    stamp = iso(now)
-    await tx.executemany(
-        "UPDATE push_subscriptions SET last_attempt_at = ?, last_status = ?,"
-        " last_delivered_at = COALESCE(?, last_delivered_at) WHERE id = ?",
-        [(stamp, status, stamp if ok else None, i) for i, status, ok, gone in outcomes if not gone],
-    )
+    gone = {i for i, _, _, is_gone in outcomes if is_gone}
+    # One row per subscription, as applying the outcomes in order would leave it: the last
+    # status, delivered if any attempt was (a batch may hold two reminders for one phone).
+    last: dict[int, tuple[int | None, bool]] = {}
+    for i, status, ok, _ in outcomes:
+        if i not in gone:
+            last[i] = (status, ok or last.get(i, (None, False))[1])
+    if gone:
+        await tx.execute("DELETE FROM push_subscriptions WHERE id IN (SELECT value FROM json_each(?))",
+                         (json.dumps(sorted(gone)),))
+    if last:
+        await tx.execute(
+            "UPDATE push_subscriptions SET last_attempt_at = ?1, last_status = o.value ->> 1,"
+            " last_delivered_at = CASE WHEN o.value ->> 2 THEN ?1 ELSE last_delivered_at END"
+            " FROM json_each(?2) AS o WHERE push_subscriptions.id = o.value ->> 0",
+            (iso(now), json.dumps([(i, status, ok) for i, (status, ok) in last.items()])),
+        )

@@ -6,7 +6,8 @@ import asyncio
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from server import reminders
+from server import reminders, scheduler, subscriptions
 from server.app import create_app
 from server.config import Settings
+from server.db import Database
 from server.scheduler import Scheduler
 from pushservice import PushService, running_push_service
 
@@ -126,6 +128,28 @@ def test_subscription_upsert_validate_and_delete(harness: Harness, service: Push
                                   json={"endpoint": p.endpoint}).status_code == 204
     assert harness.client.get("/api/me/reminders", headers=p.me).json()["enabled"] is False
     assert harness.client.post("/api/me/push-subscriptions", json=body).status_code == 401
+
+
+def test_a_batch_of_outcomes_leaves_each_subscription_as_applying_them_in_order_would(
+        harness: Harness, service: PushService, clock: Clock) -> None:
+    """One phone can get two reminders in a batch: its last status stands, and it was delivered if either was."""
+    doc = harness.practitioner("doc@clinic.example")
+    s1, s2, s3, s4 = (harness.run(subscriptions.for_patient, harness.ctx.db, Patient(harness, service, doc=doc)
+                                  .patient["id"])[0].id for _ in range(4))
+    harness.run(subscriptions.record_outcomes, harness.ctx.db, [(s4, 201, True, False)], now=utc(2026, 3, 1, 8, 0))
+    harness.run(subscriptions.record_outcomes, harness.ctx.db, [
+        (s1, 201, True, False), (s1, 500, False, False),
+        (s2, 500, False, False), (s2, 201, True, False),
+        (s3, 201, True, False), (s3, 410, False, True),
+        (s4, 503, False, False),
+    ], now=utc(2026, 3, 2, 19, 30))
+    rows = harness.run(harness.ctx.db.fetchall,
+                       "SELECT id, last_status, last_delivered_at, last_attempt_at FROM push_subscriptions ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (s1, 500, "2026-03-02T19:30:00Z", "2026-03-02T19:30:00Z"),
+        (s2, 201, "2026-03-02T19:30:00Z", "2026-03-02T19:30:00Z"),
+        (s4, 503, "2026-03-01T08:00:00Z", "2026-03-02T19:30:00Z"),  # s3 is gone
+    ]
 
 
 # --- when reminders go out ----------------------------------------------------------------
@@ -358,6 +382,62 @@ def test_two_schedulers_on_one_database_never_double_send(
     assert service.accepted == 30
 
 
+def test_a_planner_working_from_a_stale_read_changes_nothing(
+        harness: Harness, service: PushService, clock: Clock, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes plan the same due slots: the slower one adds no outbox rows and moves no cursor back."""
+    doc = harness.practitioner("doc@clinic.example")
+    for _ in range(5):
+        Patient(harness, service, doc=doc)
+    tick(harness, clock)
+    at_1930, at_0800 = utc(2026, 3, 2, 19, 30), utc(2026, 3, 3, 8, 0)
+
+    async def scenario() -> reminders.PlanReport:
+        async with Database(settings.db_path) as slow:
+            real_transaction = slow.transaction
+
+            @asynccontextmanager
+            async def late_transaction() -> AsyncIterator[Any]:
+                # Between the slow planner's read and its write, the other one plans this slot
+                # and the next one (tomorrow 08:00), moving every cursor on to tomorrow 19:30.
+                await reminders.plan(harness.ctx.db, at_1930)
+                await reminders.plan(harness.ctx.db, at_0800)
+                async with real_transaction() as tx:
+                    yield tx
+
+            monkeypatch.setattr(slow, "transaction", late_transaction)
+            return await reminders.plan(slow, at_1930)
+
+    assert harness.run(scenario).pending == 5  # it did plan all five, from what it read
+    rows = harness.run(harness.ctx.db.fetchall,
+                       "SELECT local_date, slot_time, count(*) FROM reminders GROUP BY 1, 2 ORDER BY 1, 2")
+    assert [tuple(r) for r in rows] == [("2026-03-02", "19:30", 5), ("2026-03-03", "08:00", 5)]
+    cursors = harness.run(harness.ctx.db.fetchall,
+                          "SELECT DISTINCT next_slot_date, next_slot_time, next_due_at, needs_plan FROM assignments")
+    assert [tuple(r) for r in cursors] == [("2026-03-03", "19:30", "2026-03-03T19:30:00Z", 0)]
+
+
+def test_a_batch_judges_and_words_each_reminder_by_its_own_assignment(
+        harness: Harness, service: PushService, clock: Clock) -> None:
+    doc = harness.practitioner("doc@clinic.example")
+    patients = [Patient(harness, service, doc=doc) for _ in range(6)]
+    tick(harness, clock)
+    for n, p in enumerate(patients, start=1):
+        harness.run(harness.ctx.db.execute, "UPDATE assignments SET item_count = ? WHERE id = ?",
+                    (n, p.assignment["id"]))
+    clock.now = utc(2026, 3, 2, 18, 0)
+    for p in patients[1::2]:
+        p.complete("2026-03-02", "19:30")
+    report = tick(harness, clock, utc(2026, 3, 2, 19, 30))
+    assert (report.sent, report.skipped) == (3, 3)
+    for n, p in enumerate(patients, start=1):
+        bodies = [m.payload["body"] for m in service.received(p.endpoint)]
+        if n % 2 == 0:
+            assert bodies == [], n  # done already
+        else:
+            assert len(bodies) == 1 and bodies[0].startswith(f"{n} exercise{'s' if n > 1 else ''}, about "), bodies
+
+
 def due_at_1930(harness: Harness, service: PushService, clock: Clock, count: int) -> list[Patient]:
     """count patients, planned by a tick, with the clock at their 19:30 reminder."""
     doc = harness.practitioner("doc@clinic.example")
@@ -367,8 +447,16 @@ def due_at_1930(harness: Harness, service: PushService, clock: Clock, count: int
     return patients
 
 
-def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatch, send_many: Any) -> Any:
-    """Run one tick in batches of two with send_many standing in for the sender's."""
+def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+                  before: Callable[[list[Any]], Awaitable[None]]) -> Any:
+    """Run one tick in batches of two, awaiting before(messages) ahead of sending each batch."""
+    real_send_many = harness.ctx.sender.send_many
+
+    async def send_many(messages: Any) -> Any:
+        messages = list(messages)
+        await before(messages)
+        return await real_send_many(messages)
+
     monkeypatch.setattr(harness.ctx.sender, "send_many", send_many)
     return harness.run(Scheduler(harness.ctx.db, harness.ctx.sender, clock=clock, worker="test", batch=2).tick)
 
@@ -376,17 +464,14 @@ def tick_in_pairs(harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatc
 def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
         harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     patients = due_at_1930(harness, service, clock, 7)
-    real_send_many = harness.ctx.sender.send_many
     claimed_while_sending: list[int] = []
 
-    async def send_many(messages: Any) -> Any:
-        messages = list(messages)
+    async def count_claimed(messages: list[Any]) -> None:
         await asyncio.sleep(0.2)  # long enough for the next claim to commit
         claimed_while_sending.append(
             await harness.ctx.db.fetchval("SELECT count(*) FROM reminders WHERE status = 'sending'"))
-        return await real_send_many(messages)
 
-    report = tick_in_pairs(harness, clock, monkeypatch, send_many)
+    report = tick_in_pairs(harness, clock, monkeypatch, count_claimed)
     assert report.sent == 7 and report.pushes == 7
     # Batches of 2: while one sends the next two are claimed, never a fourth.
     assert max(claimed_while_sending) == 6
@@ -395,18 +480,29 @@ def test_a_tick_claims_the_next_batch_while_the_last_one_is_sending(
     assert all(len(service.received(p.endpoint)) == 1 for p in patients)
 
 
+def test_a_tick_starts_with_a_small_batch_then_takes_full_ones(
+        harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    due_at_1930(harness, service, clock, 7)
+    sizes: list[int] = []
+
+    async def note_size(messages: list[Any]) -> None:
+        sizes.append(len(messages))
+
+    monkeypatch.setattr(scheduler, "_FIRST_BATCH", 1)
+    report = tick_in_pairs(harness, clock, monkeypatch, note_size)
+    assert report.sent == 7 and sizes == [1, 2, 2, 2]
+
+
 def test_the_first_pushes_leave_before_every_assignment_is_planned(
         harness: Harness, service: PushService, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     due_at_1930(harness, service, clock, 7)
-    real_send_many = harness.ctx.sender.send_many
     unplanned: list[int] = []
 
-    async def send_many(messages: Any) -> Any:
+    async def count_unplanned(messages: list[Any]) -> None:
         unplanned.append(await harness.ctx.db.fetchval(
             "SELECT count(*) FROM assignments WHERE next_due_at <= ?", ("2026-03-02T19:30:00Z",)))
-        return await real_send_many(messages)
 
-    report = tick_in_pairs(harness, clock, monkeypatch, send_many)
+    report = tick_in_pairs(harness, clock, monkeypatch, count_unplanned)
     assert report.planned.assignments == 7 and report.sent == 7
     assert unplanned[0] > 0  # planning went on while the first batch was out
     assert unplanned[-1] == 0
