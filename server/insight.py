@@ -9,6 +9,7 @@ patient); assess() and the other rule functions are pure and take the clock as a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import statistics
@@ -495,22 +496,31 @@ async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime)
     since = utc_today - timedelta(days=WINDOW_DAYS + 1)
     streak_since = utc_today - timedelta(days=STREAK_LOOKBACK_DAYS + 1)
     shared = _Shared(now)
-    listed = {p.id: _Listed(p, shared.days(p.timezone)) for p in found}
-    for row in await db.fetchall(_LIST_PLANS_SQL, (json.dumps(list(listed)), streak_since.isoformat())):
-        listed[row["patient_id"]].add(plan_of(row), shared)
-
-    plans = {aid: one for one in listed.values() for aid in one.spans}
-    if plans:
-        calendars = shared.calendars.values()
-        for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(plans)), min(c.first for c in calendars),
-                                                       max(c.today for c in calendars).isoformat())):
-            plans[aid].count_done(aid, done)
-
-    bounds = json.dumps([[one.id, one.days.texts[RECENT_DAYS - 1], one.days.first] for one in listed.values()])
+    calendars = [shared.days(p.timezone) for p in found]
+    ids = json.dumps([p.id for p in found])
+    # The three reads are queued at once: the connection's thread runs the later ones while
+    # this one works through the plans (SQLite lets go of the GIL while it steps).
+    plan_rows = asyncio.ensure_future(db.fetchall(_LIST_PLANS_SQL, (ids, streak_since.isoformat())))
+    done_rows = asyncio.ensure_future(db.fetchall(_DONE_SQL_OF_PATIENTS, (
+        ids, min(c.first for c in calendars), max(c.today for c in calendars).isoformat())))
+    bounds = json.dumps([[p.id, c.texts[RECENT_DAYS - 1], c.first] for p, c in zip(found, calendars)])
     horizon = iso(now - timedelta(days=SAFETY_DAYS))
-    for pid, facts, reminders, rating in await db.fetchall(
-            _FACTS_SQL, (bounds, since.isoformat(), horizon, SAFETY_PAIN_AFTER, SAFETY_RISE)):
-        listed[pid].add_facts(facts, reminders, rating)
+    fact_rows = asyncio.ensure_future(db.fetchall(
+        _FACTS_SQL, (bounds, since.isoformat(), horizon, SAFETY_PAIN_AFTER, SAFETY_RISE)))
+    try:
+        await asyncio.sleep(0)  # let the three reads reach the connection's queue
+        listed = {p.id: _Listed(p, c) for p, c in zip(found, calendars)}
+        for row in await plan_rows:
+            listed[row["patient_id"]].add(plan_of(row), shared)
+        plans = {aid: one for one in listed.values() for aid in one.spans}
+        for aid, done in await done_rows:
+            if aid in plans:  # not one that ended before the streak's reach
+                plans[aid].count_done(aid, done)
+        for pid, facts, reminders, rating in await fact_rows:
+            listed[pid].add_facts(facts, reminders, rating)
+    finally:
+        for read in (plan_rows, done_rows, fact_rows):
+            read.cancel()  # no-op once done; on an error, nothing is left running unawaited
 
     # A streak unbroken over the whole window may go back further: read older days for those only.
     longer = {aid: one for one in listed.values() if one.walk() for aid in one.spans}
@@ -707,12 +717,15 @@ _LIST_PLANS_SQL = (
     f"{_PLAN_SQL} WHERE patient_id IN (SELECT value FROM json_each(?1)) AND (end_date IS NULL OR end_date >= ?2)"
 )
 # Per plan (?1: a JSON list of assignment ids), the slots done from local date ?2 to ?3 as one
-# string of keys "YYYY-MM-DDHH:MM".
+# string of keys "YYYY-MM-DDHH:MM"; _DONE_SQL_OF_PATIENTS the same for every plan of the patients ?1.
 _DONE_SQL = (
     "SELECT assignment_id, group_concat(local_date || slot_time) FROM completions"
     " WHERE assignment_id IN (SELECT value FROM json_each(?1)) AND local_date >= ?2 AND local_date <= ?3"
     " AND slot_time IS NOT NULL GROUP BY assignment_id"
 )
+_DONE_SQL_OF_PATIENTS = _DONE_SQL.replace(
+    "(SELECT value FROM json_each(?1))",
+    "(SELECT id FROM assignments WHERE patient_id IN (SELECT value FROM json_each(?1)))")
 # Per patient (?1: JSON [id, first day of the last week, first day of the 28]; ?2: the loaded
 # window's first day; ?3: the safety flag's horizon; ?4, ?5: SAFETY_PAIN_AFTER, SAFETY_RISE),
 # in one pass over that patient's rows of the window (the completions_patient_ratings index
