@@ -27,8 +27,9 @@ after a warm-up:
   api       GET /api/patients through the whole ASGI app (middleware, auth, JSON);
   page      GET /patients through the whole ASGI app (HTML of 200 rows);
   page cold the same with the small in-process caches the list touches emptied first (the
-            local joining day and early-end moment per patient and zone), as on the first view
-            after a restart; the list keeps no memory of past answers, so this is the whole cost.
+            local joining day, the early-end moment and local slot moments per patient and
+            zone, the parsed lists of times), as on the first view after a restart; the list
+            keeps no memory of past answers, so this is the whole cost.
 
 "Server time" is from the ASGI call to the last body byte, in-process (no socket, no
 client). It prints, per case, the median, p95 and best wall-clock time in ms, the median CPU
@@ -240,6 +241,8 @@ async def main(args: argparse.Namespace) -> None:
             async def page_cold() -> None:
                 insight._joined_day.cache_clear()  # as after a restart
                 schedule._ended.cache_clear()
+                schedule.local_moment.cache_clear()
+                assignments.times_of.cache_clear()
                 await page()
 
             cases: dict[str, Callable[[], Awaitable[None]]] = {

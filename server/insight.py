@@ -9,15 +9,17 @@ patient); assess() and the other rule functions are pure and take the clock as a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import statistics
-from collections import Counter, defaultdict
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache, partial
-from operator import itemgetter
+from operator import add, itemgetter
 from typing import Any, NamedTuple
 
 from .assignments import plan_of
@@ -27,16 +29,16 @@ from .completions import STREAK_LOOKBACK_DAYS
 from .db import Database
 from .patients import Patient
 from .schedule import (
-    slot_keys,
+    END_OF_DAY,
     DayTally,
     Plan,
     Span,
-    last_slot_before,
+    local_moment,
+    slot_keys,
     slots_on,
     span,
     streak,
     tally,
-    until,
 )
 
 WINDOW_DAYS = 28  # the long adherence window, the calendar and the pain trend
@@ -95,9 +97,11 @@ class Record:
             self.last_completed_at = completed_at
 
 
-@dataclass(frozen=True)
-class Insight:
-    """The answer to "does this patient need a call?" and the evidence behind it."""
+class Insight(NamedTuple):
+    """The answer to "does this patient need a call?" and the evidence behind it.
+
+    A NamedTuple, not a dataclass: one per patient of the list, at a third of the cost.
+    """
 
     adherence_7d: float | None
     adherence_28d: float | None
@@ -477,12 +481,13 @@ async def _load(db: Database, found: Sequence[Patient], since: date, streak_sinc
 async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime) -> dict[int, Insight]:
     """Insight for each of the patients: assess()'s answers, read in a few queries whatever their number.
 
-    Nothing here walks each completion in Python: per plan, the done slots come as one
-    string and count as a set intersection with the scheduled slot keys (a completion
-    counts once; one that fills no scheduled slot, not at all), and SQLite adds up the pain
-    ratings (_FACTS_SQL). The scheduled slots of the window are worked out once per kind of
-    plan and local day (patients in one zone share them), and the streak walks back only
-    as far as it reaches.
+    Nothing here walks each completion or each slot of the window in Python per patient:
+    the scheduled slots of a plan are worked out once per kind of plan and local day (the
+    window's keys and its count per day, shared by every patient they fit), per plan the
+    done slots come as one string and count as a set intersection with those keys (a
+    completion counts once; one that fills no scheduled slot, not at all), and SQLite adds
+    up the pain ratings in one pass over each patient's rows (_FACTS_SQL). The streak walks
+    back only as far as it reaches.
     """
     if not found:
         return {}
@@ -490,35 +495,32 @@ async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime)
     utc_today = now.date()
     since = utc_today - timedelta(days=WINDOW_DAYS + 1)
     streak_since = utc_today - timedelta(days=STREAK_LOOKBACK_DAYS + 1)
-    calendars: dict[str, _Days] = {}
-    for p in found:
-        if p.timezone not in calendars:
-            today = local_date(now, p.timezone)
-            calendars[p.timezone] = next((c for c in calendars.values() if c.today == today), None) or _Days(today)
-    listed = {p.id: _Listed(p, calendars[p.timezone]) for p in found}
-    for row in await db.fetchall(_LIST_PLANS_SQL, (json.dumps(list(listed)), streak_since.isoformat())):
-        listed[row["patient_id"]].add(plan_of(row))
-
     shared = _Shared(now)
-    for one in listed.values():
-        one.schedule(shared)
-    plans = {aid: one for one in listed.values() for aid in one.spans}
-    for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(plans)), min(c.first for c in calendars.values()),
-                                                   max(c.today for c in calendars.values()).isoformat())):
-        plans[aid].count_done(aid, set(done.split(",")))
-
-    bounds = json.dumps([[one.id, one.days.texts[RECENT_DAYS - 1], one.days.first] for one in listed.values()])
-    for pid, last, recent, earlier, reminders, rating in (
-            await db.fetchall(_FACTS_SQL, (bounds, since.isoformat(), iso(now - timedelta(days=SAFETY_DAYS))))):
-        one = listed[pid]
-        one.last_completed_at = last
-        recent_n, recent_sum = recent.split()
-        earlier_n, earlier_sum = earlier.split()
-        one.trend = _trend(int(recent_n), float(recent_sum), int(earlier_n), float(earlier_sum))
-        one.reminders = bool(reminders)
-        if rating is not None:
-            newest = Rating(*json.loads(rating))
-            one.unsafe = newest if is_unsafe(newest.before, newest.after) else None
+    calendars = [shared.days(p.timezone) for p in found]
+    ids = json.dumps([p.id for p in found])
+    # The three reads are queued at once: the connection's thread runs the later ones while
+    # this one works through the plans (SQLite lets go of the GIL while it steps).
+    plan_rows = asyncio.ensure_future(db.fetchall(_LIST_PLANS_SQL, (ids, streak_since.isoformat())))
+    done_rows = asyncio.ensure_future(db.fetchall(_DONE_SQL_OF_PATIENTS, (
+        ids, min(c.first for c in calendars), max(c.today for c in calendars).isoformat())))
+    bounds = json.dumps([[p.id, c.texts[RECENT_DAYS - 1], c.first] for p, c in zip(found, calendars)])
+    horizon = iso(now - timedelta(days=SAFETY_DAYS))
+    fact_rows = asyncio.ensure_future(db.fetchall(
+        _FACTS_SQL, (bounds, since.isoformat(), horizon, SAFETY_PAIN_AFTER, SAFETY_RISE)))
+    try:
+        await asyncio.sleep(0)  # let the three reads reach the connection's queue
+        listed = {p.id: _Listed(p, c) for p, c in zip(found, calendars)}
+        for row in await plan_rows:
+            listed[row["patient_id"]].add(plan_of(row), shared)
+        plans = {aid: one for one in listed.values() for aid in one.spans}
+        for aid, done in await done_rows:
+            if aid in plans:  # not one that ended before the streak's reach
+                plans[aid].count_done(aid, done)
+        for pid, facts, reminders, rating in await fact_rows:
+            listed[pid].add_facts(facts, reminders, rating)
+    finally:
+        for read in (plan_rows, done_rows, fact_rows):
+            read.cancel()  # no-op once done; on an error, nothing is left running unawaited
 
     # A streak unbroken over the whole window may go back further: read older days for those only.
     longer = {aid: one for one in listed.values() if one.walk() for aid in one.spans}
@@ -526,13 +528,10 @@ async def for_patients(db: Database, found: Sequence[Patient], *, now: datetime)
         last_older = max(date.fromisoformat(one.days.first) for one in longer.values()) - _ONE_DAY
         for aid, done in await db.fetchall(_DONE_SQL, (json.dumps(list(longer)), streak_since.isoformat(),
                                                        last_older.isoformat())):
-            longer[aid].count_older(aid, set(done.split(",")))
+            longer[aid].count_older(aid, done)
         for one in set(longer.values()):
             one.walk()
     return {pid: one.insight() for pid, one in listed.items()}
-
-
-_DAY = itemgetter(slice(0, 10))  # the local date of a slot key "YYYY-MM-DDHH:MM"
 
 
 class _Days:
@@ -540,44 +539,79 @@ class _Days:
 
     def __init__(self, today: date) -> None:
         self.today = today
-        self.texts = [(today - timedelta(days=n)).isoformat() for n in range(STREAK_LOOKBACK_DAYS + 1)]  # newest first
+        days = [today - timedelta(days=n) for n in range(STREAK_LOOKBACK_DAYS + 1)]  # newest first
+        self.texts = [d.isoformat() for d in days]
+        self.bits = [1 << d.weekday() for d in days]
         self.first = self.texts[WINDOW_DAYS - 1]
-        self.first_day = today - timedelta(days=WINDOW_DAYS - 1)
+
+
+class _Window(NamedTuple):
+    """One plan's scheduled slots on the window's days."""
+
+    keys: frozenset[str]  # "YYYY-MM-DDHH:MM" (the local date, then the time)
+    per_day: tuple[int, ...]  # slots per day, newest (today) first
+    today: tuple[str, ...]  # today's slot times
 
 
 class _Shared:
-    """What patients of one list share while it is worked out: scheduled slots per kind of plan and day."""
+    """What the patients of one list share while it is worked out: calendars, windows, today's due times."""
 
     def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.window: dict[tuple[Any, ...], tuple[set[str], list[int]]] = {}
-        self.due_now: dict[tuple[tuple[str, ...], str], str] = {}
-        self.due_today: dict[tuple[Any, ...], set[str]] = {}
+        # Whole seconds, as day_tallies sees now (through iso): a slot falls due once its moment has passed.
+        self.now = now.replace(microsecond=0)
+        self.calendars: dict[str, _Days] = {}  # by zone
+        self.windows: dict[tuple[Any, ...], _Window] = {}
+        self.due: dict[tuple[tuple[str, ...], str], frozenset[str]] = {}
 
-    def scheduled(self, s: Span, days: _Days) -> tuple[set[str], list[int]]:
-        """The span's slot keys in the window, and its slots per day (newest first)."""
-        key = (max(s.first, days.first_day), s.last_day, s.last_time, s.days_mask, s.times, days.today)
-        if key not in self.window:
-            keys = slot_keys(s, days.first_day, days.today)
-            per_day = Counter(map(_DAY, keys))
-            self.window[key] = keys, [per_day[text] for text in days.texts[:WINDOW_DAYS]]
-        return self.window[key]
+    def days(self, tz: str) -> _Days:
+        found = self.calendars.get(tz)
+        if found is None:
+            today = local_date(self.now, tz)
+            found = next((c for c in self.calendars.values() if c.today == today), None) or _Days(today)
+            self.calendars[tz] = found
+        return found
 
-    def due(self, s: Span, days: _Days, tz: str) -> set[str]:
-        """The span's slot keys of today that are due by now."""
-        zone_key = (s.times, tz)
-        if zone_key not in self.due_now:
-            self.due_now[zone_key] = last_slot_before(s.times, self.now, tz)
-        cut = until(s, self.due_now[zone_key])
-        key = (cut.first <= days.today, min(cut.last_day, days.today + _ONE_DAY), cut.last_time, cut.days_mask,
-               cut.times, days.today)
-        if key not in self.due_today:
-            self.due_today[key] = slot_keys(cut, days.today, days.today)
-        return self.due_today[key]
+    def window(self, s: Span, days: _Days) -> _Window:
+        """The span's slots on the window's days: keys, count per day and today's times."""
+        last = (days.today - s.last_day).days  # days ago (negative: after today)
+        newest, oldest = max(0, last), min(WINDOW_DAYS - 1, (days.today - s.first).days)
+        cut = s.last_time if newest == last and s.last_time != END_OF_DAY else None
+        key = (newest, oldest, cut, s.days_mask, s.times, days.today)
+        found = self.windows.get(key)
+        if found is None:
+            every = s.times
+            on_last = every if cut is None else tuple(t for t in every if t <= cut)
+            keys: list[str] = []
+            per_day = [0] * WINDOW_DAYS
+            texts, bits, mask = days.texts, days.bits, s.days_mask
+            for n in range(newest, oldest + 1):
+                if mask & bits[n]:
+                    times = on_last if n == newest else every
+                    text = texts[n]
+                    keys += [text + t for t in times]
+                    per_day[n] = len(times)
+            today = (on_last if newest == 0 else every) if per_day[0] else ()
+            found = self.windows[key] = _Window(frozenset(keys), tuple(per_day), today)
+        return found
+
+    def due_times(self, times: tuple[str, ...], tz: str, today: date) -> frozenset[str]:
+        """Those of today's slot times whose moment has passed (local_moment: DST rules included)."""
+        key = (times, tz)
+        found = self.due.get(key)
+        if found is None:
+            found = self.due[key] = frozenset(t for t in times if local_moment(today, t, tz) < self.now)
+        return found
+
+
+_NO_SLOTS = (0,) * WINDOW_DAYS
 
 
 class _Listed:
     """One patient of the list while their insight is worked out."""
+
+    __slots__ = ("id", "timezone", "joined", "days", "today", "start", "plans", "spans", "windows", "per_day",
+                 "due_now", "due_times", "done", "last_completed_at", "trend", "unsafe", "reminders",
+                 "streak_days", "cursor")
 
     def __init__(self, patient: Patient, days: _Days) -> None:
         self.id, self.timezone, self.joined = patient.id, patient.timezone, patient.joined_at is not None
@@ -586,41 +620,55 @@ class _Listed:
         self.start = _joined_day(patient.joined_at, patient.timezone) if patient.joined_at else self.today + _ONE_DAY
         self.plans: list[Plan] = []
         self.spans: dict[int, Span] = {}
-        self.window: dict[int, set[str]] = {}  # plan id -> its scheduled slot keys in the window
-        self.due_today: dict[int, set[str]] = {}  # plan id -> today's slot keys due by now
-        self.per_day = [0] * WINDOW_DAYS  # slots scheduled per day of the window, newest first
-        self.done: Counter[str] = Counter()  # local date -> scheduled slots done that day
-        self.done_28d = self.done_today_due = 0
+        self.windows: dict[int, _Window] = {}
+        self.per_day: Sequence[int] = _NO_SLOTS  # slots scheduled per day of the window, newest first
+        self.due_now = 0  # today's slots due by now
+        self.due_times: frozenset[str] = frozenset()  # today's slot times that are due by now
+        self.done: list[str] = []  # scheduled slots done (keys), each once; sorted once all are in
         self.last_completed_at: str | None = None
         self.trend: tuple[str | None, float | None, float | None] = (None, None, None)
         self.unsafe: Rating | None = None
         self.reminders = False
         self.streak_days, self.cursor = 0, 0  # the streak so far, and the next day to look at (days ago)
 
-    def add(self, plan: Plan) -> None:
+    def add(self, plan: Plan, shared: _Shared) -> None:
         self.plans.append(plan)
-        self.spans[plan.id] = span(plan, self.timezone, not_before=self.start)
+        s = self.spans[plan.id] = span(plan, self.timezone, not_before=self.start)
+        window = self.windows[plan.id] = shared.window(s, self.days)
+        self.per_day = window.per_day if self.per_day is _NO_SLOTS else list(map(add, self.per_day, window.per_day))
+        if window.today:
+            due = shared.due_times(window.today, self.timezone, self.today)
+            self.due_now += len(due)
+            self.due_times |= due
 
-    def schedule(self, shared: _Shared) -> None:
-        for aid, s in self.spans.items():
-            self.window[aid], per_day = shared.scheduled(s, self.days)
-            self.per_day = [a + b for a, b in zip(self.per_day, per_day)]
-            if per_day[0]:
-                self.due_today[aid] = shared.due(s, self.days, self.timezone)
+    def count_done(self, plan_id: int, done: str) -> None:
+        """Count a plan's done slots of the window ("YYYY-MM-DDHH:MM,..."), each scheduled one once."""
+        self.done += self.windows[plan_id].keys.intersection(done.split(","))
 
-    def count_done(self, plan_id: int, done: set[str]) -> None:
-        """Count a plan's done slots (keys "YYYY-MM-DDHH:MM") in the window, each scheduled one once."""
-        counted = done & self.window[plan_id]
-        self.done.update(map(_DAY, counted))
-        self.done_28d += len(counted)
-        if plan_id in self.due_today:  # today's slots done that were due by now (the others were done early)
-            self.done_today_due += len(counted & self.due_today[plan_id])
-
-    def count_older(self, plan_id: int, done: set[str]) -> None:
+    def count_older(self, plan_id: int, done: str) -> None:
         """Count a plan's done slots before the window, for a streak that reaches past it."""
         first = date.fromisoformat(self.days.first)
         older = slot_keys(self.spans[plan_id], first - timedelta(days=STREAK_LOOKBACK_DAYS), first - _ONE_DAY)
-        self.done.update(map(_DAY, done & older))
+        self.done += older.intersection(done.split(","))
+        self.done.sort()
+
+    def add_facts(self, facts: str, reminders: int, rating: str | None) -> None:
+        """Take one row of _FACTS_SQL."""
+        last, recent_n, recent_sum, earlier_n, earlier_sum, _ = facts.split(" ")
+        self.last_completed_at = None if last == "-" else last
+        self.trend = _trend(int(recent_n), float(recent_sum), int(earlier_n), float(earlier_sum))
+        self.reminders = bool(reminders)
+        if rating is not None:
+            newest = Rating(*json.loads(rating))
+            self.unsafe = newest if is_unsafe(newest.before, newest.after) else None
+
+    def _done_since(self, n: int) -> int:
+        """Slots done from n days ago on (the keys sort by date)."""
+        return len(self.done) - bisect_left(self.done, self.days.texts[n])
+
+    def _done_on(self, n: int) -> int:
+        text = self.days.texts[n]
+        return bisect_left(self.done, text + "~") - bisect_left(self.done, text)  # "~" sorts after every time
 
     def walk(self) -> bool:
         """Walk the streak back from where it stopped; tell whether days before the window may extend it."""
@@ -629,6 +677,8 @@ class _Listed:
         # The patient app's streak looks back STREAK_LOOKBACK_DAYS days: never further, so the numbers agree.
         oldest = min((self.today - earliest).days, STREAK_LOOKBACK_DAYS)
         n = self.cursor
+        if not n:
+            self.done.sort()  # once all the window's done slots are in
         while n <= oldest:
             if n < WINDOW_DAYS:
                 due = self.per_day[n]
@@ -636,7 +686,7 @@ class _Listed:
                 day = self.today - timedelta(days=n)
                 due = sum(slots_on(s, day) for s in spans)
             if due:
-                if self.done[self.days.texts[n]] >= due:
+                if self._done_on(n) >= due:
                     self.streak_days += 1
                 elif n:  # today, still open, does not break it
                     self.cursor = STREAK_LOOKBACK_DAYS + 1
@@ -649,12 +699,14 @@ class _Listed:
         return False
 
     def insight(self) -> Insight:
-        per_day, texts = self.per_day, self.days.texts
+        per_day, done = self.per_day, self.done
         # Today: the slots due by now, and any done early.
-        due_today = sum(map(len, self.due_today.values())) + self.done[texts[0]] - self.done_today_due
+        today_at = bisect_left(done, self.days.texts[0])
+        done_due = sum(1 for key in done[today_at:] if key[10:] in self.due_times)
+        due_today = self.due_now + len(done) - today_at - done_due
         counts = Counts(
-            sum(self.done[text] for text in texts[:RECENT_DAYS]), sum(per_day[1:RECENT_DAYS]) + due_today,
-            self.done_28d, sum(per_day[1:]) + due_today, sum(per_day[1:INACTIVE_DAYS]) + due_today,
+            self._done_since(RECENT_DAYS - 1), sum(per_day[1:RECENT_DAYS]) + due_today,
+            self._done_since(WINDOW_DAYS - 1), sum(per_day[1:]) + due_today, sum(per_day[1:INACTIVE_DAYS]) + due_today,
         )
         return judge(counts, self.plans, self.today, timezone=self.timezone, joined=self.joined, start=self.start,
                      streak_days=self.streak_days, last_completed_at=self.last_completed_at, trend=self.trend,
@@ -662,37 +714,48 @@ class _Listed:
 
 
 _LIST_PLANS_SQL = (
-    f"{_PLAN_SQL} WHERE patient_id IN (SELECT value FROM json_each(?)) AND (end_date IS NULL OR end_date >= ?)"
+    f"{_PLAN_SQL} WHERE patient_id IN (SELECT value FROM json_each(?1)) AND (end_date IS NULL OR end_date >= ?2)"
 )
 # Per plan (?1: a JSON list of assignment ids), the slots done from local date ?2 to ?3 as one
-# string of keys "YYYY-MM-DDHH:MM": read in the index's order, so nothing is sorted.
+# string of keys "YYYY-MM-DDHH:MM"; _DONE_SQL_OF_PATIENTS the same for every plan of the patients ?1.
 _DONE_SQL = (
     "SELECT assignment_id, group_concat(local_date || slot_time) FROM completions"
     " WHERE assignment_id IN (SELECT value FROM json_each(?1)) AND local_date >= ?2 AND local_date <= ?3"
     " AND slot_time IS NOT NULL GROUP BY assignment_id"
 )
-# Per patient (?1: JSON [id, first day of the last week, first day of the 28]; ?2: the
-# loaded window's first day; ?3: the safety flag's horizon): the last completion and the
-# pain after stretching on each side of pain_trend (count, total), whether reminders are
-# on, and the newest rating after stretching (the one safety_flag decides by). Each is a
-# seek into one patient's rows of the completions_patient_ratings index (migration 0005),
-# which carries every column read: nothing is sorted but that patient's few recent ratings. Only for patients with nothing in the window is the
-# last completion that of their latest homework day.
+_DONE_SQL_OF_PATIENTS = _DONE_SQL.replace(
+    "(SELECT value FROM json_each(?1))",
+    "(SELECT id FROM assignments WHERE patient_id IN (SELECT value FROM json_each(?1)))")
+# Per patient (?1: JSON [id, first day of the last week, first day of the 28]; ?2: the loaded
+# window's first day; ?3: the safety flag's horizon; ?4, ?5: SAFETY_PAIN_AFTER, SAFETY_RISE),
+# in one pass over that patient's rows of the window (the completions_patient_ratings index
+# of migration 0005 carries every column read), as "last n_7d sum_7d n_before sum_before
+# flag": the last completion ("-": none; with nothing in the window, the last one of the
+# latest homework day), the pain after stretching on each side of pain_trend (count, total),
+# and whether the newest rating after stretching in the horizon may be unsafe (an unsafe one
+# was done at that same moment). Only then is that rating read, in safety_flag's order; and
+# whether reminders are on.
 _FACTS_SQL = """
-WITH p AS MATERIALIZED (SELECT value ->> 0 AS id, value ->> 1 AS from_7d, value ->> 2 AS from_28d FROM json_each(?1))
-SELECT p.id,
-    coalesce((SELECT max(completed_at) FROM completions WHERE patient_id = p.id AND local_date >= ?2),
-             (SELECT max(c.completed_at) FROM completions c WHERE c.patient_id = p.id
-               AND c.local_date = (SELECT max(local_date) FROM completions WHERE patient_id = p.id))),
-    (SELECT count(pain_after) || ' ' || total(pain_after) FROM completions
-      WHERE patient_id = p.id AND local_date >= p.from_7d),
-    (SELECT count(pain_after) || ' ' || total(pain_after) FROM completions
-      WHERE patient_id = p.id AND local_date >= p.from_28d AND local_date < p.from_7d),
-    EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.patient_id = p.id),
-    (SELECT json_array(c.completed_at, c.local_date, c.pain_before, c.pain_after) FROM completions c
-      WHERE c.patient_id = p.id AND c.local_date >= ?2 AND c.pain_after IS NOT NULL AND c.completed_at >= ?3
-      ORDER BY c.completed_at DESC, c.local_date DESC, c.id DESC LIMIT 1)
-FROM p
+WITH p AS MATERIALIZED (SELECT value ->> 0 AS id, value ->> 1 AS from_7d, value ->> 2 AS from_28d FROM json_each(?1)),
+f AS MATERIALIZED (SELECT p.id, (
+    SELECT coalesce(max(completed_at),
+                    (SELECT max(c.completed_at) FROM completions c WHERE c.patient_id = p.id
+                      AND c.local_date = (SELECT max(local_date) FROM completions WHERE patient_id = p.id)),
+                    '-')
+        || ' ' || count(pain_after) FILTER (WHERE local_date >= p.from_7d)
+        || ' ' || total(pain_after) FILTER (WHERE local_date >= p.from_7d)
+        || ' ' || count(pain_after) FILTER (WHERE local_date >= p.from_28d AND local_date < p.from_7d)
+        || ' ' || total(pain_after) FILTER (WHERE local_date >= p.from_28d AND local_date < p.from_7d)
+        || ' ' || coalesce(max(completed_at) FILTER (WHERE pain_after IS NOT NULL AND completed_at >= ?3)
+                           = max(completed_at) FILTER (WHERE pain_after >= ?4 OR pain_after - pain_before >= ?5), 0)
+    FROM completions WHERE patient_id = p.id AND local_date >= ?2) AS facts FROM p)
+SELECT f.id, f.facts,
+    EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.patient_id = f.id),
+    CASE WHEN substr(f.facts, -1) = '1' THEN (
+        SELECT json_array(c.completed_at, c.local_date, c.pain_before, c.pain_after) FROM completions c
+        WHERE c.patient_id = f.id AND c.local_date >= ?2 AND c.pain_after IS NOT NULL AND c.completed_at >= ?3
+        ORDER BY c.completed_at DESC, c.local_date DESC, c.id DESC LIMIT 1) END
+FROM f
 """
 
 

@@ -22,8 +22,8 @@ from server.clock import iso, local_date
 from server.db import Database, migrate
 from server.schedule import Plan, local_moment, slot_keys, slot_times, slots_on, span
 
-ZONES = ("Europe/London", "America/New_York", "Australia/Adelaide", "Australia/Lord_Howe", "Asia/Kolkata",
-         "Pacific/Auckland", "America/Sao_Paulo", "UTC")
+ZONES = ("Europe/London", "Europe/Berlin", "America/New_York", "Australia/Adelaide",
+         "Australia/Lord_Howe", "Asia/Kolkata", "Pacific/Auckland", "America/Sao_Paulo", "UTC")
 # Moments around the 2026 DST changes of those zones, and a few quiet ones.
 MOMENTS = ("2026-03-29T01:00:00Z", "2026-03-08T07:00:00Z", "2026-04-04T16:00:00Z", "2026-04-04T15:00:00Z",
            "2026-10-25T01:00:00Z", "2026-11-01T06:00:00Z", "2026-10-03T16:30:00Z", "2026-09-26T14:00:00Z",
@@ -122,6 +122,8 @@ def test_the_list_agrees_with_the_definition(tmp_path: Path, seed: int) -> None:
             await migrate(db)
             for _ in range(6):
                 now = _at(rng.choice(MOMENTS)) + timedelta(minutes=rng.choice([0, 1, 29, 30, 31, 59, 61, 120, -61]))
+                # Half a second past a slot's minute: the definition counts by whole seconds (iso).
+                now += timedelta(microseconds=rng.choice([0, 0, 500_000]))
                 found = await _practice(db, rng, now)
                 fast = await insight.for_patients(db, found, now=now)
                 for p in found:
@@ -145,3 +147,30 @@ def test_a_span_schedules_what_slot_times_does() -> None:
         assert slot_keys(s, first, last) == {d.isoformat() + t for d, ts in expected.items() for t in ts}
         day = rng.choice(days)
         assert slots_on(s, day) == len(expected[day])
+
+
+@pytest.mark.parametrize("now", ["2026-07-01T12:00:00.500000+00:00", "2026-07-01T12:00:01+00:00",
+                                 "2026-07-01T11:59:59.999999+00:00"])
+def test_a_slot_falls_due_in_the_list_when_the_definition_says(tmp_path: Path, now: str) -> None:
+    # The definition sees now in whole seconds (iso): at 12:00:00.5 the 12:00 slot is not due yet.
+    moment = datetime.fromisoformat(now)
+
+    async def check() -> None:
+        async with Database(tmp_path / "due.db") as db:
+            await migrate(db)
+            doc = await db.write_fetchone(
+                "INSERT INTO practitioners (email, name, password_hash, created_at)"
+                " VALUES ('d@c.example', 'Dr', 'x', ?) RETURNING id", (iso(moment),))
+            assert doc is not None
+            p = await patients.create(db, doc[0], name="P", timezone="UTC", now=moment - timedelta(days=20))
+            joined = iso(moment - timedelta(days=20))
+            await db.execute("UPDATE patients SET joined_at = ? WHERE id = ?", (joined, p.id))
+            await db.execute(
+                "INSERT INTO assignments (patient_id, practitioner_id, routine_name, items, item_count,"
+                " estimated_minutes, start_date, end_date, days, times, created_at) VALUES (?, ?, 'R', '[]', 0, 5,"
+                " '2026-06-28', NULL, 127, '[\"08:00\", \"12:00\"]', ?)", (p.id, doc[0], iso(moment)))
+            found = await patients.get(db, doc[0], p.id)
+            fast = (await insight.for_patients(db, [found], now=moment))[p.id]
+            assert fast == await _definition(db, found, moment)
+
+    asyncio.run(check())
