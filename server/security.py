@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, Signer
+from itsdangerous import Signer
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,24 +66,27 @@ def code_hash(code: str, secret_key: str) -> bytes:
 
 
 class CookieSigner:
-    """Sign cookie values so a tampered cookie is rejected before any database lookup."""
+    """Sign cookie values so a tampered cookie is rejected before any database lookup.
+
+    The signatures are itsdangerous's (Signer(secret_key, salt=purpose): HMAC-SHA1 under a
+    key derived from both), so cookies already out there keep working. Checking one is on
+    every patient request: the key is derived once and the HMAC is OpenSSL's one-shot
+    digest, not a Python-level HMAC object per cookie.
+    """
 
     def __init__(self, secret_key: str, purpose: str) -> None:
-        # The same signatures as Signer(secret_key, salt=purpose), with its key derived once
-        # here rather than on every cookie checked.
-        derived = Signer(secret_key, salt=purpose).derive_key()
-        self._signer = Signer(derived, salt=purpose, key_derivation="none")
+        self._signer = Signer(secret_key, salt=purpose)
+        self._key = self._signer.derive_key()
 
     def sign(self, value: str) -> str:
         return self._signer.sign(value).decode()
 
     def unsign(self, signed: str | None) -> str | None:
-        if not signed:
+        value, dot, signature = (signed or "").rpartition(".")
+        if not dot:
             return None
-        try:
-            return self._signer.unsign(signed).decode()
-        except (BadSignature, UnicodeDecodeError):
-            return None
+        expected = base64.urlsafe_b64encode(hmac.digest(self._key, value.encode(), "sha1")).rstrip(b"=")
+        return value if hmac.compare_digest(expected, signature.encode()) else None
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -160,3 +160,7 @@ def test_cookie_signatures_are_itsdangerous_ones_so_existing_cookies_keep_workin
     assert ours.unsign(theirs.sign("token").decode()) == "token"
     assert ours.unsign(Signer("a-secret", salt="practitioner-session").sign("token").decode()) is None
     assert ours.unsign(Signer("other-secret", salt="patient-device").sign("token").decode()) is None
+    signed = ours.sign("token")
+    for bad in ("", "token", "tokem" + signed[5:], signed + "x", signed[:-1], "token.", ".", "tøken." + signed[6:]):
+        assert ours.unsign(bad) is None, bad
+    assert ours.unsign(ours.sign("a.b.c")) == "a.b.c"  # the signature is after the last dot
