@@ -211,7 +211,7 @@ def test_batched_failure_reaches_every_waiter_and_the_next_batch_still_runs(tmp_
     run(check())
 
 
-def test_the_app_keeps_what_start_up_made_out_of_garbage_collections(tmp_path: Path) -> None:
+def test_the_app_keeps_the_garbage_collector_out_of_the_way_while_it_serves(tmp_path: Path) -> None:
     import gc
 
     from starlette.testclient import TestClient
@@ -220,7 +220,10 @@ def test_the_app_keeps_what_start_up_made_out_of_garbage_collections(tmp_path: P
     from server.config import Settings
 
     app = create_app(Settings(db_path=tmp_path / "a.db", data_dir=tmp_path, secret_key="k" * 32, scheduler=False))
-    before = gc.get_freeze_count()
+    before, thresholds = gc.get_freeze_count(), gc.get_threshold()
     with TestClient(app):
         assert gc.get_freeze_count() > before + 10_000  # modules, routes, the exercise library...
-    assert gc.get_freeze_count() == 0  # and handed back on shutdown, so a process making many apps never leaks them
+        assert gc.get_threshold()[0] == 20_000  # young collections far apart
+    # Handed back on shutdown, so a process making many apps never leaks them.
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
