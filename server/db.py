@@ -126,6 +126,11 @@ class Batched:
                     if not future.done():
                         future.set_exception(error)
             return
+        except BaseException:  # cancelled (the loop shutting down): never leave a request waiting
+            for futures in batch.values():
+                for future in futures:
+                    future.cancel()
+            raise
         for key, futures in batch.items():
             for future in futures:
                 if not future.done():  # a request cancelled while it waited

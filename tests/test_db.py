@@ -207,6 +207,15 @@ def test_batched_failure_reaches_every_waiter_and_the_next_batch_still_runs(tmp_
             waiters[0].cancel()
             assert await waiters[1] == 25
             assert waiters[0].cancelled()
+            # The batch itself cancelled (the loop shutting down): its waiters are cancelled too.
+            waiters = [asyncio.ensure_future(batched.fetch((("plus", 0),), k)) for k in (6, 7)]
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the batch's task is now at the database
+            assert batched._running is not None
+            batched._running.cancel()
+            results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+            assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+            assert await batched.fetch((("plus", 0),), 8) == 64  # and the next request starts afresh
 
     run(check())
 
