@@ -52,6 +52,10 @@ async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
         await _cancel(task)
 
 
+_serving = 0  # apps of this process between start-up and shutdown
+_thresholds = gc.get_threshold()
+
+
 @contextmanager
 def _quiet_collector() -> Iterator[None]:
     """Keep the garbage collector from pausing requests while the app serves.
@@ -61,17 +65,23 @@ def _quiet_collector() -> Iterator[None]:
     in flight for 40-90 ms on the 2-core machine, every few seconds under load (the p99).
     And a request allocates hundreds of objects that reference counting frees at once, so
     young collections every 700 allocations found next to nothing: every 20,000 they cost
-    a tenth less CPU per request (bench/README.md). Both are undone at shutdown, so a
-    process that makes many apps (the tests) keeps its defaults and leaks nothing.
+    a tenth less CPU per request (bench/README.md). The settings are the process's: they
+    are undone when its last serving app shuts down, so a process that makes many apps
+    (the tests) keeps its defaults and leaks nothing.
     """
-    thresholds = gc.get_threshold()
+    global _serving, _thresholds
+    if not _serving:
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(20_000, 20, 10)
+    _serving += 1
     gc.freeze()
-    gc.set_threshold(20_000, 20, 10)
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        _serving -= 1
+        if not _serving:
+            gc.set_threshold(*_thresholds)
+            gc.unfreeze()
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:

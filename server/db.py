@@ -112,6 +112,13 @@ class Batched:
                 if not keys:
                     del self._waiting[params]
                 await self._answer(params, batch)
+        except BaseException:  # cancelled: the requests still queued must not wait for a task that is gone
+            for keys in self._waiting.values():
+                for futures in keys.values():
+                    for future in futures:
+                        future.cancel()
+            self._waiting.clear()
+            raise
         finally:
             self._running = None
 

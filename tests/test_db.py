@@ -216,6 +216,16 @@ def test_batched_failure_reaches_every_waiter_and_the_next_batch_still_runs(tmp_
             results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
             assert all(isinstance(r, asyncio.CancelledError) for r in results), results
             assert await batched.fetch((("plus", 0),), 8) == 64  # and the next request starts afresh
+            # Cancelled with more queued behind the batch at the database (over the limit, or
+            # another day's window): none of them is left waiting either.
+            small = Batched(db, _squares, _by_n, limit=2)
+            waiters = [asyncio.ensure_future(small.fetch((("plus", p),), k)) for p in (0, 1) for k in (1, 2, 3)]
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert small._running is not None
+            small._running.cancel()
+            results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+            assert all(isinstance(r, asyncio.CancelledError) for r in results), results
 
     run(check())
 
@@ -236,3 +246,11 @@ def test_the_app_keeps_the_garbage_collector_out_of_the_way_while_it_serves(tmp_
     # Handed back on shutdown, so a process making many apps never leaks them.
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
+    # Two apps whose lives overlap, the first stopping first: the defaults come back with the last.
+    other = create_app(Settings(db_path=tmp_path / "b.db", data_dir=tmp_path, secret_key="k" * 32, scheduler=False))
+    first = TestClient(app)
+    first.__enter__()
+    with TestClient(other):
+        first.__exit__(None, None, None)
+        assert gc.get_threshold()[0] == 20_000 and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
