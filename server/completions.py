@@ -156,13 +156,7 @@ class StreakMemo:
 # own date. Assignments ended before UTC's day before yesterday are out.
 _TODAY_FIELDS = {
     "token": "hex(d.token_hash)",
-    "device_id": "d.id",
-    "last_seen_at": "d.last_seen_at",
-    "patient_id": "p.id",
-    "name": "p.name",
-    "timezone": "p.timezone",
-    "joined_at": "p.joined_at",
-    "practitioner_id": "p.practitioner_id",
+    **devices.AUTH_FIELDS,
     "revision": "p.revision",
     **{name: f"a.{name}" for name in (
         "id", "routine_name", "item_count", "estimated_minutes", "start_date", "end_date", "days", "times", "note",

@@ -89,9 +89,16 @@ async def join_with_code(db: Database, *, code: str, client: str, label: str, se
 
 
 # Who a device token belongs to, as SQL other modules can join more onto (see completions.today_for_device).
-AUTH_COLUMNS = (
-    "d.id AS device_id, d.last_seen_at, p.id AS patient_id, p.name, p.timezone, p.joined_at, p.practitioner_id"
-)
+AUTH_FIELDS = {  # name: SQL expression
+    "device_id": "d.id",
+    "last_seen_at": "d.last_seen_at",
+    "patient_id": "p.id",
+    "name": "p.name",
+    "timezone": "p.timezone",
+    "joined_at": "p.joined_at",
+    "practitioner_id": "p.practitioner_id",
+}
+AUTH_COLUMNS = ", ".join(f"{expr} AS {name}" for name, expr in AUTH_FIELDS.items())
 AUTH_FROM = "devices d JOIN patients p ON p.id = d.patient_id"
 AUTH_LIVE = "d.revoked_at IS NULL AND p.archived = 0"
 AUTH_WHERE = f"d.token_hash = :token AND {AUTH_LIVE}"
