@@ -190,8 +190,9 @@ async def today_for_device(
 ) -> tuple[devices.Me, dict[str, Any]] | None:
     """today() for the patient behind a device token, authenticating in the same query (None: not signed in)."""
     utc_day = now.astimezone(UTC).date()
+    # The batch's parameters: the same for every open of a UTC day, so those share batches.
+    # An ISO date compares below every instant of that day.
     window = (
-        # Sorted by name; an ISO date compares below every instant of that day.
         ("ended_after", (utc_day - 2 * _ONE_DAY).isoformat()),
         ("first", (utc_day - _ONE_DAY).isoformat()),
         ("last", (utc_day + _ONE_DAY).isoformat()),

@@ -169,7 +169,7 @@ class Database(_Reads):
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._batched: dict[Callable[[int], str], Batched] = {}
+        self._batched: dict[tuple[Callable[..., Any], Callable[..., Any]], Batched] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,10 +200,10 @@ class Database(_Reads):
         return self.reader
 
     def batched(self, sql: Callable[[int], str], split: Callable[[list[Row]], Mapping[Hashable, Any]]) -> Batched:
-        """The reader's Batched for a family of statements (one per database, made on first use)."""
-        found = self._batched.get(sql)
+        """The reader's Batched for a family of statements and its split (one per database, made on first use)."""
+        found = self._batched.get((sql, split))
         if found is None:
-            found = self._batched[sql] = Batched(self, sql, split)
+            found = self._batched[sql, split] = Batched(self, sql, split)
         return found
 
     @asynccontextmanager
