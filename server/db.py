@@ -211,8 +211,11 @@ class Database(_Reads):
         """Run the block's statements as one write transaction, rolled back on error."""
         assert self._writer is not None, "database is not open"
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: cancelled while BEGIN is at the thread, the BEGIN still runs there,
+                # and a transaction left open would refuse every later write. The rollback queues
+                # behind it (sqlite3 rolls back only what is open).
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield Transaction(self._writer)
             except BaseException:
                 await self._writer.rollback()

@@ -108,6 +108,21 @@ def test_concurrent_writers_in_one_process_do_not_interleave(tmp_path: Path) -> 
     run(check())
 
 
+def test_a_write_cancelled_while_its_begin_is_at_the_database_leaves_no_transaction_open(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with Database(tmp_path / "c.db") as db:
+            await db.execute("CREATE TABLE t (n INTEGER)")
+            task = asyncio.ensure_future(db.execute("INSERT INTO t VALUES (1)"))
+            await asyncio.sleep(0)  # the task now waits for its BEGIN IMMEDIATE
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await db.execute("INSERT INTO t VALUES (2)") == 1  # not "cannot start a transaction within a transaction"
+            assert [r[0] for r in await db.fetchall("SELECT n FROM t")] == [2]
+
+    run(check())
+
+
 def test_backup_while_open(tmp_path: Path) -> None:
     async def check() -> None:
         async with Database(tmp_path / "live.db") as db:
