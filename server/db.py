@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +64,11 @@ class _Reads:
         return orjson.loads(await self.fetchval(sql, params))
 
 
+def batch_keys(n: int) -> str:
+    """The placeholders of a Batched statement's n keys: ":k0, :k1, ..."."""
+    return ", ".join(f":k{i}" for i in range(n))
+
+
 class Batched:
     """One query for the same point read made by concurrent requests.
 
@@ -74,7 +79,7 @@ class Batched:
     keys are read in one statement; while that batch is at the database, newcomers gather
     for the next. A lone request waits for nothing but its own turn.
 
-    `sql(n)` is the statement for n keys, bound as :k0 ... :k{n-1} next to the batch's named
+    `sql(n)` is the statement for n keys, bound as :k0 ... :k{n-1} (batch_keys) next to the batch's named
     parameters; `split(rows)` maps each key found to its answer (a key not there gets
     None). Requests whose parameters differ go in separate batches, so the parameters
     should change rarely (once a day, say).
@@ -144,6 +149,70 @@ class Batched:
                     future.set_result(found.get(key))
 
 
+class Grouped:
+    """One write transaction for the same kind of write made by concurrent requests (group commit).
+
+    A write transaction is several hops to the writer's thread (BEGIN, reads, writes, COMMIT)
+    under one lock, so concurrent writers queued for it one whole transaction at a time.
+    Here the writes that arrive while a transaction runs wait for the next one together:
+    `write(tx, items)` runs inside it and returns one outcome per item, in order; an
+    outcome that is an exception is raised to that item's caller only. No caller hears of
+    its write before COMMIT has returned. If the transaction fails as a whole, each item is
+    tried again in a transaction of its own, so one item never costs another its write.
+    """
+
+    def __init__(self, db: Database, write: Callable[[Transaction, list[Any]], Awaitable[list[Any]]], limit: int = 256) -> None:
+        self._db = db
+        self._write = write
+        self._limit = limit
+        self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Any) -> Any:
+        """Write item with the others waiting; its outcome once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((item, future))
+        if self._running is None:
+            self._running = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
+                await self._commit(batch)
+        except BaseException:  # cancelled: nobody still queued may wait for a task that is gone
+            for _, future in self._queue:
+                future.cancel()
+            self._queue.clear()
+            raise
+        finally:
+            self._running = None
+
+    async def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        try:
+            async with self._db.transaction() as tx:
+                outcomes = await self._write(tx, [item for item, _ in batch])
+        except Exception as error:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._commit([one])
+                return
+            outcomes = [error]
+        except BaseException:  # cancelled (the loop shutting down): nobody hears "saved" (a retry finds it if it was)
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller gave up waiting; the write stands, and a retry finds it
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
 class Transaction(_Reads):
     """Statements run on the writer inside one BEGIN IMMEDIATE ... COMMIT."""
 
@@ -170,6 +239,7 @@ class Database(_Reads):
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._batched: dict[tuple[Callable[..., Any], Callable[..., Any]], Batched] = {}
+        self._grouped: dict[Callable[..., Any], Grouped] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +274,13 @@ class Database(_Reads):
         found = self._batched.get((sql, split))
         if found is None:
             found = self._batched[sql, split] = Batched(self, sql, split)
+        return found
+
+    def grouped(self, write: Callable[[Transaction, list[Any]], Awaitable[list[Any]]]) -> Grouped:
+        """The writer's Grouped for one kind of write (one per database, made on first use)."""
+        found = self._grouped.get(write)
+        if found is None:
+            found = self._grouped[write] = Grouped(self, write)
         return found
 
     @asynccontextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.db import Batched, Database, migrate, migration_files, schema_version
+from server.db import Batched, Database, Grouped, Transaction, migrate, migration_files, schema_version
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -169,6 +169,16 @@ class _Counting:
         return await self.db.fetchall(sql, params)
 
 
+async def _cancel_at_the_database(owner: Batched | Grouped, waiters: list[asyncio.Future[object]]) -> None:
+    """Cancel owner's task once its batch is at the database; every waiter must end cancelled."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert owner._running is not None
+    owner._running.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+
+
 def test_batched_reads_of_one_turn_go_as_one_query_and_each_gets_its_own_answer(tmp_path: Path) -> None:
     async def check() -> None:
         async with _numbers(tmp_path / "n.db") as db:
@@ -223,24 +233,87 @@ def test_batched_failure_reaches_every_waiter_and_the_next_batch_still_runs(tmp_
             assert await waiters[1] == 25
             assert waiters[0].cancelled()
             # The batch itself cancelled (the loop shutting down): its waiters are cancelled too.
-            waiters = [asyncio.ensure_future(batched.fetch((("plus", 0),), k)) for k in (6, 7)]
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)  # the batch's task is now at the database
-            assert batched._running is not None
-            batched._running.cancel()
-            results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
-            assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+            await _cancel_at_the_database(batched, [asyncio.ensure_future(batched.fetch((("plus", 0),), k)) for k in (6, 7)])
             assert await batched.fetch((("plus", 0),), 8) == 64  # and the next request starts afresh
             # Cancelled with more queued behind the batch at the database (over the limit, or
             # another day's window): none of them is left waiting either.
             small = Batched(db, _squares, _by_n, limit=2)
-            waiters = [asyncio.ensure_future(small.fetch((("plus", p),), k)) for p in (0, 1) for k in (1, 2, 3)]
+            await _cancel_at_the_database(
+                small, [asyncio.ensure_future(small.fetch((("plus", p),), k)) for p in (0, 1) for k in (1, 2, 3)]
+            )
+
+    run(check())
+
+
+# --- Grouped: concurrent writes in one transaction ----------------------------------------
+
+
+class _Inserts:
+    """A write for Grouped: inserts each number; an odd one is refused (its outcome is an error)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def __call__(self, tx: Transaction, items: list[int]) -> list[object]:
+        self.batches.append(list(items))
+        await tx.executemany("INSERT INTO numbers VALUES (?)", [(n,) for n in items if n % 2 == 0])
+        return [ValueError(f"odd {n}") if n % 2 else n * 10 for n in items]
+
+
+async def _committed(db: Database, n: int) -> bool:
+    return bool(await db.fetchval("SELECT count(*) FROM numbers WHERE n = ?", (n,)))  # the reader sees commits only
+
+
+def test_grouped_writes_of_one_turn_share_one_transaction_and_each_gets_its_own_outcome(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            write = _Inserts()
+            grouped = Grouped(db, write, limit=3)
+
+            async def submit(n: int) -> object:
+                outcome = await grouped.submit(n)
+                assert await _committed(db, n), n  # nobody hears of a write before its COMMIT
+                return outcome
+
+            outcomes = await asyncio.gather(*(submit(n) for n in (200, 201, 202, 204, 206)), return_exceptions=True)
+            assert outcomes[0] == 2000 and outcomes[2:] == [2020, 2040, 2060]
+            assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "odd 201"  # to its own caller only
+            assert write.batches == [[200, 201, 202], [204, 206]]
+            assert not await _committed(db, 201)
+
+    run(check())
+
+
+def test_grouped_batch_that_fails_as_a_whole_is_retried_one_transaction_each(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            write = _Inserts()
+            grouped = Grouped(db, write)
+            # 4 is there already: the batch's INSERT fails and rolls back; alone, only 4 fails.
+            outcomes = await asyncio.gather(*(grouped.submit(n) for n in (300, 4, 302)), return_exceptions=True)
+            assert outcomes[0] == 3000 and outcomes[2] == 3020
+            assert isinstance(outcomes[1], sqlite3.IntegrityError)
+            assert write.batches == [[300, 4, 302], [300], [4], [302]]
+            assert await _committed(db, 300) and await _committed(db, 302)
+
+    run(check())
+
+
+def test_grouped_cancellation(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            grouped = Grouped(db, _Inserts(), limit=2)
+            # A caller who stops waiting does not undo its write: a retry will find it.
+            waiters = [asyncio.ensure_future(grouped.submit(n)) for n in (400, 402)]
             await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            assert small._running is not None
-            small._running.cancel()
-            results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
-            assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+            waiters[0].cancel()
+            assert await waiters[1] == 4020
+            assert waiters[0].cancelled() and await _committed(db, 400)
+            # The task cancelled with a batch at the database and more queued behind it: the batch
+            # rolls back and every caller is cancelled, none told "saved", none left waiting.
+            await _cancel_at_the_database(grouped, [asyncio.ensure_future(grouped.submit(n)) for n in (410, 412, 414)])
+            assert not any([await _committed(db, n) for n in (410, 412, 414)])
+            assert await grouped.submit(416) == 4160  # and the next write starts afresh
 
     run(check())
 

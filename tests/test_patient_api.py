@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import random
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Clock, Harness
+from server import completions
+from server.db import Database
+from server.errors import AppError
 
 
 @pytest.fixture
@@ -129,6 +134,7 @@ def test_completion_validation_names_fields(harness: Harness, setup: dict[str, A
     me, aid = setup["me"], setup["assignment"]["id"]
     cases = [
         ({"pain_after": 11}, "pain_after"),
+        ({"pain_after": 2**70}, "pain_after"),  # valid JSON all the same: the field is named, not the body
         ({"pain_before": -1}, "pain_before"),
         ({"pain_after": "3"}, "pain_after"),
         ({"difficulty": "brutal"}, "difficulty"),
@@ -287,7 +293,6 @@ def test_today_for_a_device_matches_today_computed_the_long_way(harness: Harness
     """The one-query path (auth and today together, streak remembered) against completions.today."""
     import random
 
-    from server import completions
 
     rng = random.Random(seed)
     doc = harness.practitioner("doc@clinic.example")
@@ -343,3 +348,74 @@ def test_today_for_a_device_matches_today_computed_the_long_way(harness: Harness
     for (patient, me), (who, day) in zip(people, answers):
         assert who.patient_id == patient["id"]
         assert day == harness.client.get("/api/me/today", headers=me).json(), (seed, patient["id"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_completions_sent_together_get_the_answers_they_would_get_one_by_one(
+    harness: Harness, clock: Clock, tmp_path: Path, seed: int
+) -> None:
+    # Completions arriving at once are recorded in one transaction (db.Grouped). Each must get
+    # what it would have got alone, in arrival order: the same slot, the same refusal, the same
+    # answer to a retry, down to the rows stored. One copy of the database takes them one at a
+    # time, the other all at once.
+    rng = random.Random(seed)
+    doc, other = harness.practitioner("doc@clinic.example"), harness.practitioner("other@clinic.example")
+    routine, theirs = harness.routine(doc), harness.routine(other)
+    people = []
+    for n, tz in enumerate(["Europe/London", "America/New_York", "Asia/Kolkata"]):
+        patient = harness.patient(doc, name=f"P{n}", timezone=tz)
+        mine = [harness.assignment(doc, patient["id"], routine["id"], times=times, end_date="2026-03-20")["id"]
+                for times in (["08:00", "19:30"], ["07:00", "12:15", "18:00"])]
+        people.append((patient["id"], tz, mine))
+    stranger = harness.patient(other, name="Elsewhere")
+    foreign = harness.assignment(other, stranger["id"], theirs["id"])["id"]
+    clock.advance(days=3)  # Thursday 5 March, 09:00 UTC
+
+    def one(i: int) -> dict[str, Any]:
+        patient_id, tz, mine = rng.choice(people)
+        client_id = rng.choice([f"cid-{seed}-{i:04d}", f"cid-{seed}-{rng.randrange(i + 1):04d}", "shared-client-id"])
+        return {
+            "patient_id": patient_id, "timezone": tz, "client_id": client_id,
+            "assignment_id": rng.choice([*mine, *mine, foreign, 10**9]),
+            "day": date(2026, 3, rng.choice([1, 3, 4, 4, 5, 5, 6])),  # before the start, ..., tomorrow
+            "time": rng.choice([None, "08:00", "12:15", "19:30", "23:00"]),
+            "completed_at": rng.choice([None, clock.now - timedelta(hours=rng.randint(0, 40)), clock.now + timedelta(hours=2)]),
+            "pain_before": rng.choice([None, 4]), "pain_after": rng.randint(0, 10),
+            "difficulty": rng.choice([None, "ok"]), "note": rng.choice(["", f"note {i}"]),
+            "now": clock.now + timedelta(seconds=i),
+        }
+
+    earlier = [one(i) for i in range(15)]
+    asked = [one(i) for i in range(15, 90)]
+
+    def outcome(result: Any) -> Any:
+        if isinstance(result, AppError):
+            return type(result).__name__, result.fields
+        return result
+
+    async def both() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        db = harness.ctx.db
+        for fields in earlier:  # some client_ids are known before the batch
+            await asyncio.gather(completions.record(db, **fields), return_exceptions=True)
+        await db.backup(tmp_path / "alone.db")
+        async with Database(tmp_path / "alone.db") as alone:
+            one_by_one = [outcome((await asyncio.gather(completions.record(alone, **f), return_exceptions=True))[0])
+                          for f in asked]
+            stored_alone = [tuple(r) for r in await alone.fetchall("SELECT * FROM completions ORDER BY id")]
+        begun = db.transaction
+        transactions = []
+        db.transaction = lambda: transactions.append(1) or begun()  # type: ignore[method-assign]
+        try:
+            together = [outcome(r) for r in await asyncio.gather(*(completions.record(db, **f) for f in asked),
+                                                                  return_exceptions=True)]
+        finally:
+            del db.transaction
+        assert len(transactions) == 1  # all in one: none fell back to a transaction of its own
+        stored = [tuple(r) for r in await db.fetchall("SELECT * FROM completions ORDER BY id")]
+        return one_by_one, together, stored_alone, stored
+
+    one_by_one, together, stored_alone, stored = harness.run(both)
+    assert together == one_by_one
+    assert stored == stored_alone
+    kinds = {o[0] if isinstance(o[0], str) else o[1] for o in together}
+    assert {True, False, "NotFound", "BadRequest"} <= kinds, kinds  # new, retried, refused both ways
