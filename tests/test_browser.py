@@ -388,6 +388,7 @@ def test_offline_the_app_opens_and_a_completion_arrives_exactly_once(
     expect(late).to_contain_text("Done")
     page.reload()  # the page-load flush finds nothing more to send
     expect(page.locator("#slots > li").nth(1)).to_contain_text("Done")
+    expect(page.locator("#net-status")).to_be_hidden()
     assert server.posts("/api/me/completions") - before == 1
     assert completions_of(server, who) == 1
     row = server.run(

@@ -11,15 +11,27 @@
 
   function $(selector, root) { return (root || document).querySelector(selector); }
 
-  /** fetch with a timeout: on a bad connection a request may otherwise never settle. */
+  /** fetch with a timeout: on a bad connection a request may otherwise never settle. Each
+   * answer also says whether the server could be reached (see updateNetwork). */
   function fetchWithTimeout(url, options, ms) {
     var controller = new AbortController();
     var timer = setTimeout(function () { controller.abort(); }, ms || API_TIMEOUT_MS);
     var opts = Object.assign({ credentials: 'same-origin' }, options || {}, { signal: controller.signal });
     return fetch(url, opts).then(
-      function (response) { clearTimeout(timer); return response; },
-      function (error) { clearTimeout(timer); throw error; }
+      function (response) {
+        clearTimeout(timer);
+        // The service worker marks a cached copy it gave because the network failed.
+        reached(response.headers.get('X-Homework-Offline') !== '1');
+        return response;
+      },
+      function (error) { clearTimeout(timer); reached(false); throw error; }
     );
+  }
+
+  var unreachable = false;
+  function reached(ok) {
+    unreachable = !ok;
+    updateNetwork();
   }
 
   /** The date (YYYY-MM-DD) in the patient's time zone, which the server counts days in. */
@@ -187,11 +199,13 @@
     };
   }
 
+  /** The offline note: navigator.onLine alone says true on a network with no way out (and in
+   * a document opened while offline, in some Chromium builds), so a request that failed counts too. */
   function updateNetwork() {
     var note = $('#net-status');
-    if (note) note.hidden = navigator.onLine;
+    if (note) note.hidden = navigator.onLine && !unreachable;
   }
-  window.addEventListener('online', function () { updateNetwork(); flush(); });
+  window.addEventListener('online', function () { reached(true); flush(); });
   window.addEventListener('offline', updateNetwork);
   updateNetwork();
 

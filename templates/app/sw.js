@@ -71,7 +71,7 @@ function networkFirst(event, cacheName, key) {
     var fallback = function (error) {
       return cached().then(function (hit) {
         if (settled) return;
-        if (hit) { settled = true; resolve(hit); return; }
+        if (hit) { settled = true; resolve(error ? markedOffline(hit) : hit); return; }
         if (error) { settled = true; reject(error); }
       });
     };
@@ -86,6 +86,13 @@ function networkFirst(event, cacheName, key) {
     // A slow answer that lost the race still refreshes the cache.
     event.waitUntil(network['catch'](function () {}));
   });
+}
+
+/** A cached copy given because the network failed, marked so the page can tell the patient. */
+function markedOffline(hit) {
+  var headers = new Headers(hit.headers);
+  headers.set('X-Homework-Offline', '1');
+  return new Response(hit.body, { status: hit.status, statusText: hit.statusText, headers: headers });
 }
 
 function page(event, url) {
