@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from . import exercises, openapi
 from .clock import utcnow
+from .collector import quiet_collector
 from .config import Settings
 from .db import Database, migrate
 from .push import PushSender, load_or_create_vapid_keys, make_client_session
@@ -50,38 +50,6 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
     for task in list(tasks):
         await _cancel(task)
-
-
-_serving = 0  # apps of this process between start-up and shutdown
-_thresholds = gc.get_threshold()
-
-
-@contextmanager
-def _quiet_collector() -> Iterator[None]:
-    """Keep the garbage collector from pausing requests while the app serves.
-
-    What start-up made (modules, routes, the exercise library) lives as long as the app:
-    frozen, the collector stops walking it. A full collection over it paused every request
-    in flight for 40-90 ms on the 2-core machine, every few seconds under load (the p99).
-    And a request allocates hundreds of objects that reference counting frees at once, so
-    young collections every 700 allocations found next to nothing: every 20,000 they cost
-    a tenth less CPU per request (bench/README.md). The settings are the process's: they
-    are undone when its last serving app shuts down, so a process that makes many apps
-    (the tests) keeps its defaults and leaks nothing.
-    """
-    global _serving, _thresholds
-    if not _serving:
-        _thresholds = gc.get_threshold()
-        gc.set_threshold(20_000, 20, 10)
-    _serving += 1
-    gc.freeze()
-    try:
-        yield
-    finally:
-        _serving -= 1
-        if not _serving:
-            gc.set_threshold(*_thresholds)
-            gc.unfreeze()
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
@@ -115,7 +83,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
             elif settings.scheduler:
                 log.warning("reminders are off: set HOMEWORK_VAPID_SUBJECT to send them")
             stack.push_async_callback(_cancel_all, context.tasks)
-            stack.enter_context(_quiet_collector())
+            stack.enter_context(quiet_collector())
             yield {"ctx": context}
 
     async def openapi_json(request: Request) -> Response:

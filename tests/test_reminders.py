@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 from server import reminders, scheduler, subscriptions
 from server.app import create_app
 from server.config import Settings
-from server.db import Database
+from server.db import Database, migrate
 from server.scheduler import Scheduler
 from pushservice import PushService, running_push_service
 
@@ -628,3 +629,78 @@ def test_next_reminder_applies_quiet_hours_and_skips_done_slots(
     clock.now = utc(2026, 3, 2, 12, 0)
     p.complete("2026-03-02", "22:15")  # done early: that reminder will not ring
     assert next_at() == "2026-03-03T08:00:00Z"
+
+
+# --- the garbage collector while reminders go out -------------------------------------------
+
+def collector_seen_by_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record (young threshold, objects frozen) each time a tick plans."""
+    seen: list[tuple[int, int]] = []
+    real = reminders.plan
+
+    async def plan(db: Database, now: datetime, *, limit: int) -> reminders.PlanReport:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return await real(db, now, limit=limit)
+
+    monkeypatch.setattr(reminders, "plan", plan)
+    return seen
+
+
+def test_a_tick_on_its_own_quiets_the_collector_and_gives_it_back(
+        tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`homework send-reminders` (and bench/reminders.py) run a tick with no app around it."""
+    seen = collector_seen_by_plan(monkeypatch)
+    thresholds = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+
+    async def one_tick() -> None:
+        async with Database(tmp_path / "alone.db") as db:
+            await migrate(db)
+            sender: Any = None  # nothing is due, so nothing is sent
+            await Scheduler(db, sender, clock=clock, worker="test").tick()
+
+    asyncio.run(one_tick())
+    assert seen and all(young == 20_000 and frozen > 10_000 for young, frozen in seen), seen
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def test_the_worker_loop_quiets_the_collector_until_it_is_cancelled(
+        tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`homework worker`: frozen once at start, kept between ticks; all given back when it stops."""
+    seen = collector_seen_by_plan(monkeypatch)
+    between: list[tuple[int, int]] = []
+    thresholds = gc.get_threshold()
+
+    class Worker(Scheduler):
+        async def tick(self, now: datetime | None = None) -> scheduler.TickReport:
+            report = await super().tick(now)
+            between.append((gc.get_threshold()[0], gc.get_freeze_count()))  # back in run(), before it sleeps
+            return report
+
+    async def worker() -> None:
+        async with Database(tmp_path / "worker.db") as db:
+            await migrate(db)
+            sender: Any = None  # nothing is due, so nothing is sent
+            running = asyncio.create_task(Worker(db, sender, clock=clock, interval=0.01, worker="test").run())
+            while len(between) < 3:
+                await asyncio.sleep(0.01)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+
+    asyncio.run(worker())
+    assert all(young == 20_000 and frozen > 10_000 for young, frozen in seen + between), (seen, between)
+    # The ticks froze nothing more: only objects that died since start-up left the frozen set.
+    assert seen[2][1] <= seen[1][1] <= seen[0][1], seen
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def test_a_tick_inside_the_serving_app_leaves_its_collector_settings_alone(
+        harness: Harness, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = collector_seen_by_plan(monkeypatch)
+    frozen = gc.get_freeze_count()
+    scheduler = Scheduler(harness.ctx.db, harness.ctx.sender, clock=clock, worker="test")  # made after start-up
+    harness.run(scheduler.tick)
+    # Nothing made since start-up (this scheduler, say) was frozen, and nothing was given back.
+    assert seen[0][0] == 20_000 and seen[0][1] <= frozen
+    assert gc.get_threshold()[0] == 20_000 and 0 < gc.get_freeze_count() <= frozen
