@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -16,7 +16,7 @@ from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row, Transaction, batch_keys
 from .errors import AppError, BadRequest, NotFound
 from .security import token_hash
-from .schedule import DayTally, nearest_open_slot, slot_times, streak, tally, walk_streak
+from .schedule import DayTally, Plan, nearest_open_slot, slot_times, streak, tally, walk_streak
 
 STREAK_LOOKBACK_DAYS = 90
 STREAK_FIRST_READ_DAYS = 14
@@ -43,10 +43,10 @@ class Completion:
         return dict(self.__dict__)
 
 
-_COLUMNS = (
-    "id, client_id, assignment_id, local_date AS date, slot_time AS time, completed_at, pain_before, pain_after,"
-    " difficulty, note"
-)
+# The stored columns of a Completion, in its fields' order.
+_FIELDS = ("id", "client_id", "assignment_id", "local_date", "slot_time", "completed_at", "pain_before", "pain_after",
+           "difficulty", "note")
+_COLUMNS = ", ".join(f"{column} AS {field.name}" for column, field in zip(_FIELDS, fields(Completion), strict=True))
 
 
 def _completion(row: Row) -> Completion:
@@ -263,7 +263,9 @@ async def record(
     It fills the requested slot if open, else the open slot of that local day nearest to
     when it was done; with every slot filled (or none that day) it is kept as an extra.
     Completions sent at the same time are written in one transaction (db.Grouped): each
-    gets the answer it would have had alone, in the order they arrived.
+    gets the answer it would have had alone, in the order they arrived. Once submitted it is
+    written even if the caller stops waiting (a phone that gave up and retries with the
+    same client_id gets the stored row).
     """
     moment = (completed_at or now).astimezone(UTC).replace(microsecond=0)
     item = _Recording(
@@ -272,14 +274,13 @@ async def record(
     return await db.grouped(_record_many).submit(item)  # type: ignore[no-any-return]
 
 
-_FIELDS = ("id", "client_id", "assignment_id", "local_date", "slot_time", "completed_at", "pain_before", "pain_after",
-           "difficulty", "note")
 _INSERTED = ("patient_id", "assignment_id", "client_id", "local_date", "slot_time", "completed_at", "pain_before",
              "pain_after", "difficulty", "note", "created_at")
 
 # For each item of :items ([patient, client_id, assignment, date], ...), in one JSON value: its
-# index, the assignment if it is the patient's, the slots of that date already filled, and
-# the completion stored before under the same client_id.
+# index, the assignment if it is the patient's (id NULL if not), the slots of that date
+# already filled, and the completion stored before under the same client_id.
+_FOUND = ("index", "id", "start_date", "end_date", "days", "times", "ended_at", "filled", "stored")
 _READ_MANY = (
     "SELECT json_group_array(json_array(r.key, a.id, a.start_date, a.end_date, a.days, a.times, a.ended_at,"
     " (SELECT group_concat(c.slot_time) FROM completions c"
@@ -300,31 +301,30 @@ _NEW, _AGAIN = object(), object()  # an item's outcome until the insert has give
 
 async def _record_many(tx: Transaction, items: list[_Recording]) -> list[tuple[Completion, bool] | AppError]:
     """Record items in order inside tx: one read for all, one insert for all (see record)."""
-    found = [None] * len(items)
+    found: list[dict[str, Any]] = [{}] * len(items)
     asked = [[i.patient_id, i.client_id, i.assignment_id, i.day.isoformat()] for i in items]
     for values in await tx.fetch_json(_READ_MANY, {"items": orjson.dumps(asked).decode()}):
-        found[values[0]] = values
+        found[values[0]] = dict(zip(_FOUND, values))
     outcomes: list[Any] = [_NEW] * len(items)
     filled: dict[tuple[int, str], set[str]] = {}  # (assignment, date): slots taken, this batch's included
     storing: set[tuple[int, str]] = set()  # (patient, client_id) this batch inserts
     rows = []
-    for index, (item, values) in enumerate(zip(items, found, strict=True)):
-        assert values is not None
+    for index, (item, row) in enumerate(zip(items, found, strict=True)):
         key = (item.patient_id, item.client_id)
         # The same client_id again is a retry: answer with the row already stored, whatever was sent.
-        if values[8] is not None:
-            outcomes[index] = (Completion(*values[8]), False)
+        if row["stored"] is not None:
+            outcomes[index] = (Completion(*row["stored"]), False)
             continue
         if key in storing:
             outcomes[index] = _AGAIN  # a retry of an item of this batch: its row, once inserted
             continue
-        if values[1] is None:
+        if row["id"] is None:
             outcomes[index] = NotFound("No such assignment.", fields={"assignment_id": "no such assignment"})
             continue
         text = item.day.isoformat()
-        taken = filled.setdefault((item.assignment_id, text), set(values[7].split(",")) if values[7] else set())
+        taken = filled.setdefault((item.assignment_id, text), set(row["filled"].split(",")) if row["filled"] else set())
         try:
-            slot = _slot_for(item, values, taken)
+            slot = _slot_for(item, assignments.plan_of(row), taken)
         except AppError as error:
             outcomes[index] = error
             continue
@@ -344,9 +344,8 @@ async def _record_many(tx: Transaction, items: list[_Recording]) -> list[tuple[C
     return outcomes
 
 
-def _slot_for(item: _Recording, values: list[Any], filled: set[str]) -> str | None:
-    """The slot item fills, given its assignment's values from the read and the slots filled; AppError if refused."""
-    plan = assignments.plan_of(dict(zip(("id", "start_date", "end_date", "days", "times", "ended_at"), values[1:7])))
+def _slot_for(item: _Recording, plan: Plan, filled: set[str]) -> str | None:
+    """The slot item fills in its assignment's plan, given the slots filled; AppError if refused."""
     text = item.day.isoformat()
     if text < plan.start_date or (plan.end_date is not None and text > plan.end_date):
         raise BadRequest("That date is outside this homework's dates.", {"date": "outside the assignment's dates"})

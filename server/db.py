@@ -101,7 +101,7 @@ class Batched:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting.setdefault(params, {}).setdefault(key, []).append(future)
-        if self._running is None:
+        if self._running is None or self._running.done():  # done: cancelled before it first ran
             # A new task first runs after the loop's current turn, when that turn's requests wait too.
             self._running = loop.create_task(self._run())
         return await future
@@ -158,7 +158,9 @@ class Grouped:
     `write(tx, items)` runs inside it and returns one outcome per item, in order; an
     outcome that is an exception is raised to that item's caller only. No caller hears of
     its write before COMMIT has returned. If the transaction fails as a whole, each item is
-    tried again in a transaction of its own, so one item never costs another its write.
+    tried again in a transaction of its own, so one item never costs another its write
+    (unless the transaction could not even begin: then each gets that error). A caller who
+    stops waiting does not take its item back.
     """
 
     def __init__(self, db: Database, write: Callable[[Transaction, list[Any]], Awaitable[list[Any]]], limit: int = 256) -> None:
@@ -173,7 +175,7 @@ class Grouped:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((item, future))
-        if self._running is None:
+        if self._running is None or self._running.done():  # done: cancelled before it first ran
             self._running = loop.create_task(self._run())
         return await future
 
@@ -191,20 +193,26 @@ class Grouped:
             self._running = None
 
     async def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        began = False
         try:
-            async with self._db.transaction() as tx:
-                outcomes = await self._write(tx, [item for item, _ in batch])
-        except Exception as error:
-            if len(batch) > 1:
-                for one in batch:
-                    await self._commit([one])
-                return
-            outcomes = [error]
+            try:
+                async with self._db.transaction() as tx:
+                    began = True
+                    outcomes = await self._write(tx, [item for item, _ in batch])
+                    if len(outcomes) != len(batch):
+                        raise RuntimeError(f"{self._write!r} gave {len(outcomes)} outcomes for {len(batch)} items")
+            except Exception as error:
+                if not began or len(batch) == 1:  # BEGIN failed (busy past the timeout): alone would too
+                    outcomes = [error] * len(batch)
+                else:
+                    for one in batch:
+                        await self._commit([one])
+                    return
         except BaseException:  # cancelled (the loop shutting down): nobody hears "saved" (a retry finds it if it was)
             for _, future in batch:
                 future.cancel()
             raise
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
+        for (_, future), outcome in zip(batch, outcomes):
             if future.done():  # its caller gave up waiting; the write stands, and a retry finds it
                 continue
             if isinstance(outcome, BaseException):
@@ -288,16 +296,17 @@ class Database(_Reads):
         """Run the block's statements as one write transaction, rolled back on error."""
         assert self._writer is not None, "database is not open"
         async with self._write_lock:
+            # BEGIN and COMMIT inside the try: cancelled while either is at the thread, it still
+            # runs there, and a failed COMMIT stays open; a transaction left open would refuse
+            # every later write. The rollback queues behind them (sqlite3 rolls back only what
+            # is still open, so after a COMMIT that went through it does nothing).
             try:
-                # Inside the try: cancelled while BEGIN is at the thread, the BEGIN still runs there,
-                # and a transaction left open would refuse every later write. The rollback queues
-                # behind it (sqlite3 rolls back only what is open).
                 await self._writer.execute("BEGIN IMMEDIATE")
                 yield Transaction(self._writer)
+                await self._writer.commit()
             except BaseException:
                 await self._writer.rollback()
                 raise
-            await self._writer.commit()
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement in its own transaction; return the rows changed."""

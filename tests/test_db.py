@@ -279,7 +279,6 @@ def test_grouped_writes_of_one_turn_share_one_transaction_and_each_gets_its_own_
             assert outcomes[0] == 2000 and outcomes[2:] == [2020, 2040, 2060]
             assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "odd 201"  # to its own caller only
             assert write.batches == [[200, 201, 202], [204, 206]]
-            assert not await _committed(db, 201)
 
     run(check())
 
@@ -312,8 +311,90 @@ def test_grouped_cancellation(tmp_path: Path) -> None:
             # The task cancelled with a batch at the database and more queued behind it: the batch
             # rolls back and every caller is cancelled, none told "saved", none left waiting.
             await _cancel_at_the_database(grouped, [asyncio.ensure_future(grouped.submit(n)) for n in (410, 412, 414)])
-            assert not any([await _committed(db, n) for n in (410, 412, 414)])
+            assert not any([await _committed(db, n) for n in (410, 412)])  # the batch that was at the database
             assert await grouped.submit(416) == 4160  # and the next write starts afresh
+
+    run(check())
+
+
+def test_grouped_cancelled_while_retrying_one_by_one_leaves_nobody_waiting(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            retrying = asyncio.Event()
+
+            async def write(tx: Transaction, items: list[int]) -> list[object]:
+                if items == [302]:
+                    retrying.set()
+                    await asyncio.sleep(3600)  # cancelled here, with 304 still to retry
+                await tx.executemany("INSERT INTO numbers VALUES (?)", [(n,) for n in items])
+                return [n * 10 for n in items]
+
+            grouped = Grouped(db, write)
+            waiters = [asyncio.ensure_future(grouped.submit(n)) for n in (300, 4, 302, 304)]  # 4 is there already
+            await asyncio.wait_for(retrying.wait(), 5)
+            assert grouped._running is not None
+            grouped._running.cancel()
+            results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+            assert results[0] == 3000 and isinstance(results[1], sqlite3.IntegrityError)
+            assert all(isinstance(r, asyncio.CancelledError) for r in results[2:]), results
+
+    run(check())
+
+
+def test_grouped_and_batched_recover_from_a_task_cancelled_before_it_ran(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            grouped, batched = Grouped(db, _Inserts()), Batched(db, _squares, _by_n)
+            first = asyncio.ensure_future(grouped.submit(500))
+            read = asyncio.ensure_future(batched.fetch((("plus", 0),), 3))
+            await asyncio.sleep(0)  # each has started its task, which has not run yet
+            assert grouped._running is not None and batched._running is not None
+            grouped._running.cancel()
+            batched._running.cancel()
+            await asyncio.sleep(0)
+            # The next caller starts a new task, which also serves the one queued before.
+            assert await asyncio.wait_for(grouped.submit(502), 5) == 5020
+            assert await asyncio.wait_for(first, 5) == 5000
+            assert await asyncio.wait_for(batched.fetch((("plus", 0),), 4), 5) == 16
+            assert await asyncio.wait_for(read, 5) == 9
+
+    run(check())
+
+
+def test_grouped_items_that_cannot_begin_all_get_that_error_without_a_retry_each(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with _numbers(tmp_path / "n.db") as db:
+            await db._writer.execute("PRAGMA busy_timeout=50")  # type: ignore[union-attr]
+            write = _Inserts()
+            grouped = Grouped(db, write)
+            begun = db.transaction
+            tries = []
+            db.transaction = lambda: tries.append(1) or begun()  # type: ignore[method-assign]
+            other = sqlite3.connect(tmp_path / "n.db", isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+                results = await asyncio.gather(*(grouped.submit(n) for n in (600, 602, 604)), return_exceptions=True)
+            finally:
+                other.close()
+                del db.transaction
+            assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+            assert write.batches == [] and len(tries) == 1  # one wait for the lock, not one per item
+            assert await grouped.submit(606) == 6060
+
+    run(check())
+
+
+def test_a_commit_that_fails_is_rolled_back_and_later_writes_go_on(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with Database(tmp_path / "f.db") as db:
+            await db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            await db.execute(
+                "CREATE TABLE child (parent_id INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+            with pytest.raises(sqlite3.IntegrityError):
+                await db.execute("INSERT INTO child VALUES (7)")  # refused only at COMMIT
+            assert await db.execute("INSERT INTO parent VALUES (7)") == 1  # not "within a transaction"
+            assert await db.fetchval("SELECT count(*) FROM child") == 0
 
     run(check())
 
