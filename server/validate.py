@@ -85,6 +85,12 @@ class Input:
         if "\x00" in value:
             self.error(name, "must not contain NUL characters")
             return default
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): not text SQLite can keep
+                self.error(name, "must be valid Unicode text")
+                return default
         return value
 
     def integer(self, name: str, *, lo: int, hi: int, required: bool = True, default: int | None = None) -> Any:

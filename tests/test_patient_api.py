@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +30,9 @@ def setup(harness: Harness) -> dict[str, Any]:
 def complete(harness: Harness, me: dict[str, str], assignment_id: int, **fields: Any) -> Any:
     body = {"client_id": fields.pop("client_id", None) or f"c-{len(str(fields))}-{id(fields)}",
             "assignment_id": assignment_id, "date": "2026-03-02", "pain_after": 3, **fields}
-    return harness.client.post("/api/me/completions", json=body, headers=me)
+    # Encoded here, escaped to ASCII (as JSON.stringify escapes a lone surrogate), so one can be sent.
+    return harness.client.post("/api/me/completions", content=json.dumps(body),
+                               headers={**me, "Content-Type": "application/json"})
 
 
 def test_join_by_code_sets_a_device_cookie(harness: Harness) -> None:
@@ -147,6 +150,7 @@ def test_completion_validation_names_fields(harness: Harness, setup: dict[str, A
         ({"client_id": "has spaces in it"}, "client_id"),
         ({"time": "7pm"}, "time"),
         ({"note": "x" * 1001}, "note"),
+        ({"note": "\ud800 half a character"}, "note"),  # a lone surrogate: no UTF-8 for it
     ]
     for override, field in cases:
         client_id = override.pop("client_id", "valid-client-id")

@@ -28,7 +28,7 @@ FIELDS = ["name", "email", "password", "label", "summary", "steps", "safety", "h
 WEIRD_VALUES: list[Any] = [
     None, True, -1, 0, 2**70, 1.5, "", " ", "x" * 100_00, "\x00", "2026-13-45", "25:99", "Mars/Olympus",
     [], [None], [{}], [[1]], {}, {"a": 1}, ["mon"] * 50, [{"exercise_id": "1"}], [{"exercise_id": 2**70}],
-    "../../etc/passwd", "<script>alert(1)</script>", "NaN", float("inf"),
+    "../../etc/passwd", "<script>alert(1)</script>", "NaN", float("inf"), "\ud800 lone surrogate",
 ]
 
 RAW_BODIES = [b"", b"not json", b"[1,2]", b'"a string"', b"42", b"null", b"{", b'{"a":' * 5000, b"\xff\xfe"]
