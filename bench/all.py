@@ -232,6 +232,8 @@ def cases(variants: list[tuple[str, Path]]) -> list[Case]:
                  workers=2, root=root, db=name),
             Case(f"{name}_post", f"variant `{name}` POST completions", "real", "post_real", "completions.lua",
                  root=root, db=name),
+            Case(f"{name}_post_w2", f"variant `{name}` POST completions, 2 workers", "real", "post_real",
+                 "completions.lua", workers=2, root=root, db=name),
             Case(f"{name}_per_request", f"variant `{name}`, a connection per request", "real_conn_per_request",
                  "today_real", "rotate.lua", root=root, db=name),
         ]
@@ -265,7 +267,7 @@ def report(all_cases: list[Case], args: argparse.Namespace, seeded: Seeded, timi
             if suffix == "_per_request":
                 baseline[c.key] = f"{ratio(c.median('rps'), rps(c.db))} `{c.db}`"
             else:
-                twin = {"": "real", "_w2": "real_w2", "_post": "post_real"}[suffix]
+                twin = {"": "real", "_w2": "real_w2", "_post": "post_real", "_post_w2": "post_real_w2"}[suffix]
                 baseline[c.key] = f"{ratio(c.median('rps'), rps(twin))} ours"
     setup = (
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s after a 1 s warm-up, {args.runs} interleaved"
@@ -324,7 +326,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--db", type=Path, help="seeded database to reuse (seeded there when missing)")
     parser.add_argument("--only", help="comma-separated case keys to run (ceiling, minimal, real, real_cold, per_request,"
-                        " minimal_w2, real_w2, post_min, post_real, post_real_w2; variants add NAME, NAME_w2, NAME_post)")
+                        " minimal_w2, real_w2, post_min, post_real, post_real_w2; variants add NAME, NAME_w2, NAME_post,"
+                        " NAME_post_w2, NAME_per_request)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
                         help="also serve the app from another checkout (its own database copy)")
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process timing of one request")
