@@ -335,8 +335,8 @@ async def _record_many(tx: Transaction, items: list[_Recording]) -> list[tuple[C
                      item.pain_before, item.pain_after, item.difficulty, item.note, iso(item.now)])
     if rows:
         stored = {
-            (row[0], row[2]): Completion(*tuple(row)[1:])
-            for row in await tx.fetchall(_INSERT_MANY, {"rows": orjson.dumps(rows).decode()})
+            (inserted[0], inserted[2]): Completion(*tuple(inserted)[1:])  # keyed by (patient, client_id)
+            for inserted in await tx.fetchall(_INSERT_MANY, {"rows": orjson.dumps(rows).decode()})
         }
         for index, outcome in enumerate(outcomes):
             if outcome is _NEW or outcome is _AGAIN:
