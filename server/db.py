@@ -14,7 +14,15 @@ import asyncio
 import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -64,12 +72,34 @@ class _Reads:
         return orjson.loads(await self.fetchval(sql, params))
 
 
+class _Drained:
+    """Work queued by callers and drained by one task at a time (Batched, Grouped).
+
+    The first caller to find no task running starts one; it first runs after the loop's
+    current turn, when that turn's callers have queued too, and it ends when the queue is
+    empty. A task cancelled before its first step never reached its own clean-up: the next
+    caller starts a fresh one, which also serves what was queued before.
+    """
+
+    _running: asyncio.Task[None] | None = None
+
+    def _queued(self) -> asyncio.Future[Any]:
+        """A future for the caller's answer, with a task on its way to drain the queue."""
+        loop = asyncio.get_running_loop()
+        if self._running is None or self._running.done():
+            self._running = loop.create_task(self._run())
+        return loop.create_future()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
 def batch_keys(n: int) -> str:
     """The placeholders of a Batched statement's n keys: ":k0, :k1, ..."."""
     return ", ".join(f":k{i}" for i in range(n))
 
 
-class Batched:
+class Batched(_Drained):
     """One query for the same point read made by concurrent requests.
 
     Each query sent to aiosqlite hops to the connection's thread and back; under load that
@@ -94,16 +124,11 @@ class Batched:
         self._split = split
         self._limit = limit
         self._waiting: dict[tuple[Any, ...], dict[Hashable, list[asyncio.Future[Any]]]] = {}
-        self._running: asyncio.Task[None] | None = None
 
     async def fetch(self, params: tuple[tuple[str, Any], ...], key: Hashable) -> Any:
         """The answer for key, read with the named parameters params ((name, value) pairs)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future = self._queued()
         self._waiting.setdefault(params, {}).setdefault(key, []).append(future)
-        if self._running is None or self._running.done():  # done: cancelled before it first ran
-            # A new task first runs after the loop's current turn, when that turn's requests wait too.
-            self._running = loop.create_task(self._run())
         return await future
 
     async def _run(self) -> None:
@@ -149,7 +174,7 @@ class Batched:
                     future.set_result(found.get(key))
 
 
-class Grouped:
+class Grouped(_Drained):
     """One write transaction for the same kind of write made by concurrent requests (group commit).
 
     A write transaction is several hops to the writer's thread (BEGIN, reads, writes, COMMIT)
@@ -168,15 +193,11 @@ class Grouped:
         self._write = write
         self._limit = limit
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._running: asyncio.Task[None] | None = None
 
     async def submit(self, item: Any) -> Any:
         """Write item with the others waiting; its outcome once committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future = self._queued()
         self._queue.append((item, future))
-        if self._running is None or self._running.done():  # done: cancelled before it first ran
-            self._running = loop.create_task(self._run())
         return await future
 
     async def _run(self) -> None:
@@ -201,7 +222,7 @@ class Grouped:
                     outcomes = await self._write(tx, [item for item, _ in batch])
                     if len(outcomes) != len(batch):
                         raise RuntimeError(f"{self._write!r} gave {len(outcomes)} outcomes for {len(batch)} items")
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 (any failure: its items are retried or told)
                 if not began or len(batch) == 1:  # BEGIN failed (busy past the timeout): alone would too
                     outcomes = [error] * len(batch)
                 else:

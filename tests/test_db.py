@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from server.db import Batched, Database, Grouped, Transaction, migrate, migration_files, schema_version
+from server.db import (
+    Batched,
+    Database,
+    Grouped,
+    Transaction,
+    migrate,
+    migration_files,
+    schema_version,
+)
 
 
 def run(coro):  # type: ignore[no-untyped-def]
