@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from starlette.testclient import TestClient
 from server import devices, practitioners
 from server.app import create_app
 from server.config import Settings
+from server.db import Database
 from server.web import SESSION_COOKIE, Context
 
 PASSWORD = "correct horse battery"
@@ -30,6 +32,18 @@ class Clock:
 
     def advance(self, **kwargs: float) -> None:
         self.now += timedelta(**kwargs)
+
+
+@contextmanager
+def counted_transactions(db: Database) -> Iterator[list[int]]:
+    """Within the block, each write transaction db begins adds one item to the list yielded."""
+    begun = db.transaction
+    count: list[int] = []
+    db.transaction = lambda: count.append(1) or begun()  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        del db.transaction
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from conftest import counted_transactions
 
 from server.db import (
     Batched,
@@ -375,16 +376,13 @@ def test_grouped_items_that_cannot_begin_all_get_that_error_without_a_retry_each
             await db._writer.execute("PRAGMA busy_timeout=50")  # type: ignore[union-attr]
             write = _Inserts()
             grouped = Grouped(db, write)
-            begun = db.transaction
-            tries = []
-            db.transaction = lambda: tries.append(1) or begun()  # type: ignore[method-assign]
             other = sqlite3.connect(tmp_path / "n.db", isolation_level=None)
             try:
                 other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-                results = await asyncio.gather(*(grouped.submit(n) for n in (600, 602, 604)), return_exceptions=True)
+                with counted_transactions(db) as tries:
+                    results = await asyncio.gather(*(grouped.submit(n) for n in (600, 602, 604)), return_exceptions=True)
             finally:
                 other.close()
-                del db.transaction
             assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
             assert write.batches == [] and len(tries) == 1  # one wait for the lock, not one per item
             assert await grouped.submit(606) == 6060

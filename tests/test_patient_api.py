@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Clock, Harness, counted_transactions
 
-from conftest import Clock, Harness
 from server import completions
 from server.db import Database
 from server.errors import AppError
@@ -406,14 +406,9 @@ def test_completions_sent_together_get_the_answers_they_would_get_one_by_one(
             one_by_one = [outcome((await asyncio.gather(completions.record(alone, **f), return_exceptions=True))[0])
                           for f in asked]
             stored_alone = [tuple(r) for r in await alone.fetchall("SELECT * FROM completions ORDER BY id")]
-        begun = db.transaction
-        transactions = []
-        db.transaction = lambda: transactions.append(1) or begun()  # type: ignore[method-assign]
-        try:
+        with counted_transactions(db) as transactions:
             together = [outcome(r) for r in await asyncio.gather(*(completions.record(db, **f) for f in asked),
                                                                   return_exceptions=True)]
-        finally:
-            del db.transaction
         assert len(transactions) == 1  # all in one: none fell back to a transaction of its own
         stored = [tuple(r) for r in await db.fetchall("SELECT * FROM completions ORDER BY id")]
         return one_by_one, together, stored_alone, stored
