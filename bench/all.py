@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -186,29 +186,39 @@ def wrk(url: str, script: str, request_file: Path, *, duration: int, threads: in
 
 
 def write_requests(seeded: Seeded, folder: Path, sample: int) -> dict[str, Path]:
-    """Request files for wrk: reads rotate over `sample` patients, writes over a disjoint set."""
-    chosen = seeded.sample(2 * sample)
-    readers, writers = chosen[:sample], chosen[sample:]
+    """Request files for wrk: reads rotate over `sample` patients, our app's writes over others, the bare
+    insert's over a third set.
+
+    The bare insert stores the slot it is sent, every time; the app stores one completion per slot and
+    day and keeps the rest as extras. Sharing patients, the app would read hundreds of copies of a slot
+    that it can never write itself, and be slowed by its baseline.
+    """
+    chosen = seeded.sample(3 * sample)
+    readers, writers, bare_writers = chosen[:sample], chosen[sample : 2 * sample], chosen[2 * sample :]
     files = {
         "today_real": [f"/api/me/today\t{device_cookie(pid)}" for pid, _, _ in readers],
         "today_min": [f"/today/{pid}\t" for pid, _, _ in readers],
         # The ceiling gets the same cookies so it parses requests of the same size.
         "today_ceiling": [f"/api/me/today\t{device_cookie(pid)}" for pid, _, _ in readers],
+        "post_real": _posts(seeded, writers, lambda pid: f"/api/me/completions\t{device_cookie(pid)}"),
+        "post_min": _posts(seeded, bare_writers, lambda pid: f"/completions/{pid}\t"),
     }
-    posts_real, posts_min = [], []
-    for pid, tz, running in writers:
-        yesterday = (seeded.now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1)).isoformat()
-        for aid, times in running:
-            for t in times:
-                posts_real.append(f"/api/me/completions\t{device_cookie(pid)}\t{aid}\t{yesterday}\t{t}")
-                posts_min.append(f"/completions/{pid}\t\t{aid}\t{yesterday}\t{t}")
-    files["post_real"], files["post_min"] = posts_real, posts_min
     paths = {}
     for name, lines in files.items():
         path = folder / f"{name}.txt"
         path.write_text("\n".join(lines) + "\n")
         paths[name] = path
     return paths
+
+
+def _posts(seeded: Seeded, patients: list[tuple[int, str, list[tuple[int, list[str]]]]],
+           target: Callable[[int], str]) -> list[str]:
+    """One line per slot of the patients' local yesterday: PATH<TAB>COOKIE<TAB>ASSIGNMENT<TAB>DATE<TAB>TIME."""
+    lines = []
+    for pid, tz, running in patients:
+        yesterday = (seeded.now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1)).isoformat()
+        lines += [f"{target(pid)}\t{aid}\t{yesterday}\t{t}" for aid, times in running for t in times]
+    return lines
 
 
 def cases(variants: list[tuple[str, Path]]) -> list[Case]:
@@ -221,6 +231,8 @@ def cases(variants: list[tuple[str, Path]]) -> list[Case]:
         Case("per_request", "our app, a connection per request", "real_conn_per_request", "today_real", "rotate.lua"),
         Case("minimal_w2", "minimal handler, 2 workers", "minimal", "today_min", "rotate.lua", workers=2),
         Case("real_w2", "**our app**, 2 workers", "real", "today_real", "rotate.lua", workers=2),
+        Case("post_ceiling", "bare Starlette, POST body read, constant JSON", "ceiling", "post_real",
+             "completions.lua"),
         Case("post_min", "bare aiosqlite INSERT (WAL, sync=NORMAL)", "minimal", "post_min", "completions.lua"),
         Case("post_real", "**our app** POST /api/me/completions", "real", "post_real", "completions.lua"),
         Case("post_real_w2", "**our app** POST, 2 workers", "real", "post_real", "completions.lua", workers=2),
@@ -258,7 +270,8 @@ def report(all_cases: list[Case], args: argparse.Namespace, seeded: Seeded, timi
         "per_request": f"{ratio(rps('per_request'), real)} ours",
         "minimal_w2": f"{ratio(rps('minimal_w2'), minimal)} 1 worker",
         "real_w2": f"{ratio(rps('real_w2'), real)} 1 worker",
-        "post_real": f"{ratio(rps('post_real'), rps('post_min'))} bare insert",
+        "post_ceiling": f"{ratio(rps('post_ceiling'), ceiling)} ceiling",
+        "post_real": f"{ratio(rps('post_real'), ceiling)} ceiling, {ratio(rps('post_real'), rps('post_min'))} bare insert",
         "post_real_w2": f"{ratio(rps('post_real_w2'), rps('post_real'))} 1 worker",
     }
     for c in all_cases:
@@ -273,7 +286,8 @@ def report(all_cases: list[Case], args: argparse.Namespace, seeded: Seeded, timi
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s after a 1 s warm-up, {args.runs} interleaved"
         f" rounds, medians; uvicorn + uvloop + httptools, 1 worker unless said. Database: {seeded.patients:,}"
         f" patients, {seeded.assignments:,} assignments, {seeded.completions:,} completions; reads rotate over"
-        f" {args.sample} patients' device cookies, writes over {args.sample} others."
+        f" {args.sample} patients' device cookies, our writes over {args.sample} others and the bare insert's"
+        f" over {args.sample} more."
         f" Load average (1 min) at start {args.load_before:.1f}, at end {os.getloadavg()[0]:.1f}: other work on"
         " the machine shares the cores, so compare ratios and CPU µs per request (server process tree, user +"
         " system, divided by requests) rather than absolute req/s."
@@ -302,18 +316,36 @@ def report(all_cases: list[Case], args: argparse.Namespace, seeded: Seeded, timi
         "| app | >= 25% of the ceiling | no slower than the minimal handler | p99 < 30 ms |",
         "|---|---|---|---|",
     ]
-    for key in ["real", *sorted({c.db for c in all_cases if c.root != ROOT})]:
-        if key not in by or not by[key].runs:
-            continue
-        got, p99 = rps(key), by[key].median("p99_ms")
-        lines.append(
-            f"| {'ours' if key == 'real' else f'variant `{key}`'}"
-            f" | {'met' if got >= 0.25 * ceiling else '**NOT met**'} ({got / ceiling:.0%})"
-            f" | {'met' if got >= minimal else '**NOT met**'} ({got / minimal:.0%})"
-            f" | {'met' if p99 < 30 else '**NOT met**'} ({p99:.1f} ms) |"
-        )
+    variants = sorted({c.db for c in all_cases if c.root != ROOT})
+    lines += _targets(by, ceiling, minimal, [("ours", "real"), *((f"variant `{v}`", v) for v in variants)])
+    lines += [
+        "",
+        ("The same targets for POST /api/me/completions, against the bare insert (the ceiling is the GET one, as"
+         " the issue has it; the POST ceiling is in the table above):"),
+        "",
+        "| app | >= 25% of the ceiling | no slower than the bare insert | p99 < 30 ms |",
+        "|---|---|---|---|",
+    ]
+    posts = [("ours", "post_real"), *((f"variant `{v}`", f"{v}_post") for v in variants)]
+    lines += _targets(by, ceiling, rps("post_min"), posts)
     lines += ["", timings]
     return "\n".join(lines) + "\n"
+
+
+def _targets(by: dict[str, Case], ceiling: float, floor: float, apps: list[tuple[str, str]]) -> list[str]:
+    """One row per app measured: >= 25% of the ceiling, no slower than the floor, p99 under 30 ms."""
+    rows = []
+    for name, key in apps:
+        if key not in by or not by[key].runs:
+            continue
+        got, p99 = by[key].median("rps"), by[key].median("p99_ms")
+        rows.append(
+            f"| {name}"
+            f" | {'met' if got >= 0.25 * ceiling else '**NOT met**'} ({got / ceiling:.0%})"
+            f" | {'met' if got >= floor else '**NOT met**'} ({got / floor:.0%})"
+            f" | {'met' if p99 < 30 else '**NOT met**'} ({p99:.1f} ms) |"
+        )
+    return rows
 
 
 def main() -> None:
@@ -326,7 +358,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--db", type=Path, help="seeded database to reuse (seeded there when missing)")
     parser.add_argument("--only", help="comma-separated case keys to run (ceiling, minimal, real, real_cold, per_request,"
-                        " minimal_w2, real_w2, post_min, post_real, post_real_w2; variants add NAME, NAME_w2, NAME_post,"
+                        " minimal_w2, real_w2, post_ceiling, post_min, post_real, post_real_w2; variants add NAME, NAME_w2, NAME_post,"
                         " NAME_post_w2, NAME_per_request)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
                         help="also serve the app from another checkout (its own database copy)")

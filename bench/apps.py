@@ -2,7 +2,8 @@
 
     uvicorn bench.apps:real --factory         # BENCH_DB=... BENCH_DATA_DIR=... BENCH_BASE_URL=...
 
-- ceiling: bare Starlette returning constant JSON (what uvicorn + Starlette can do at all);
+- ceiling: bare Starlette returning constant JSON (what uvicorn + Starlette can do at all), for
+  GET today and for the completion POST (body read, not parsed);
 - minimal: Starlette + one shared aiosqlite connection running today's read as ONE query
   (patients JOIN assignments LEFT JOIN completions) for the patient id in the URL, no auth,
   plus a bare completion insert (WAL, synchronous=NORMAL): the floor of our overhead;
@@ -54,7 +55,12 @@ def ceiling() -> Starlette:
     async def today(request: Request) -> Response:
         return JSONResponse(CONSTANT)
 
-    return Starlette(routes=[Route("/api/me/today", today), Route("/", today)])
+    async def completion(request: Request) -> Response:
+        await request.body()  # read, as every POST handler must, and not parsed
+        return JSONResponse(CONSTANT, status_code=201)
+
+    return Starlette(routes=[Route("/api/me/today", today), Route("/", today),
+                             Route("/api/me/completions", completion, methods=["POST"])])
 
 
 def minimal() -> Starlette:
