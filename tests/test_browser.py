@@ -359,8 +359,10 @@ def test_offline_the_app_opens_and_a_completion_arrives_exactly_once(
     expect(page.locator("#slots > li")).to_have_count(2)
     expect(page.locator("#net-status")).to_be_visible()
 
+    # The player fetches nothing on load: the worker marks the cached page it gave instead.
     response = page.goto(f"/app/routine/{aid}?time=19:30")
     assert response is not None and response.from_service_worker
+    expect(page.locator("#net-status")).to_be_visible()
     expect(page.locator("#ex-0 img")).to_have_js_property("complete", True)
     assert (
         page.locator("#ex-0 img").evaluate("img => img.naturalWidth") > 0

@@ -28,7 +28,8 @@
     );
   }
 
-  var unreachable = false;
+  // A page the service worker took from its cache because the network failed says so itself.
+  var unreachable = body.hasAttribute('data-served-offline');
   function reached(ok) {
     unreachable = !ok;
     updateNetwork();

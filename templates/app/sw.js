@@ -88,11 +88,17 @@ function networkFirst(event, cacheName, key) {
   });
 }
 
-/** A cached copy given because the network failed, marked so the page can tell the patient. */
+/** A cached copy given because the network failed, marked so the page can tell the patient:
+ * a header for data, and an attribute on <body> for a page, which cannot read its own headers. */
 function markedOffline(hit) {
   var headers = new Headers(hit.headers);
   headers.set('X-Homework-Offline', '1');
-  return new Response(hit.body, { status: hit.status, statusText: hit.statusText, headers: headers });
+  var init = { status: hit.status, statusText: hit.statusText, headers: headers };
+  if ((headers.get('Content-Type') || '').indexOf('text/html') !== 0) return new Response(hit.body, init);
+  headers['delete']('Content-Length');
+  return hit.text().then(function (html) {
+    return new Response(html.replace('<body ', '<body data-served-offline '), init);
+  });
 }
 
 function page(event, url) {
