@@ -12,6 +12,7 @@ import pytest
 from conftest import counted_transactions
 
 from server.db import (
+    CHECKPOINT_REST,
     Batched,
     Database,
     Grouped,
@@ -429,3 +430,87 @@ def test_the_app_keeps_the_garbage_collector_out_of_the_way_while_it_serves(tmp_
         first.__exit__(None, None, None)
         assert gc.get_threshold()[0] == 20_000 and gc.get_freeze_count() > 0
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+# --- the background checkpointer ----------------------------------------------------------
+
+
+def in_database_file(path: Path, sql: str) -> object:
+    """A value read from the database file alone, ignoring the WAL: what has been checkpointed."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # the table itself is still only in the WAL
+        return None
+    finally:
+        conn.close()
+
+
+async def eventually(check, seconds: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def count_checkpoints(db: Database, monkeypatch: pytest.MonkeyPatch, fail_first: int = 0) -> list[str]:
+    """Record each statement the checkpointer runs; the first fail_first of them fail."""
+    conn = db._checkpointer
+    assert conn is not None
+    calls: list[str] = []
+    real = conn.execute
+
+    async def execute(sql: str, *args: object) -> object:
+        calls.append(sql)
+        if len(calls) <= fail_first:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real(sql, *args)
+
+    monkeypatch.setattr(conn, "execute", execute)
+    return calls
+
+
+def test_writes_reach_the_database_file_soon_without_waiting_for_the_automatic_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.db"
+
+    async def check() -> None:
+        async with Database(path) as db:
+            calls = count_checkpoints(db, monkeypatch)
+            await asyncio.sleep(0.2)
+            assert calls == []  # nothing written, nothing to do
+            await db.execute("CREATE TABLE t (x)")
+            await db.execute("INSERT INTO t VALUES (1)")
+            # Far below the automatic checkpoint's 1,000 pages: only the checkpointer copies it.
+            await eventually(lambda: in_database_file(path, "SELECT count(*) FROM t") == 1)
+            assert calls and set(calls) == {"PRAGMA wal_checkpoint(PASSIVE)"}
+            before, started = len(calls), asyncio.get_running_loop().time()
+            for i in range(20):  # a burst of writes: a checkpoint at most every CHECKPOINT_REST
+                await db.execute("INSERT INTO t VALUES (?)", (i,))
+            took = asyncio.get_running_loop().time() - started
+            await eventually(lambda: in_database_file(path, "SELECT count(*) FROM t") == 21)
+            assert len(calls) - before <= took / CHECKPOINT_REST + 2 < 20
+            assert await db.fetchval("PRAGMA wal_autocheckpoint") == 1000  # still the safety net
+
+    run(check())
+
+
+def test_a_failed_background_checkpoint_is_logged_and_tried_again_after_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "e.db"
+
+    async def check() -> None:
+        async with Database(path) as db:
+            calls = count_checkpoints(db, monkeypatch, fail_first=1)
+            await db.execute("CREATE TABLE t (x)")
+            await eventually(lambda: len(calls) == 1)
+            await asyncio.sleep(0.1)
+            assert in_database_file(path, "SELECT count(*) FROM t") is None  # that one failed
+            await db.execute("INSERT INTO t VALUES ('secret')")
+            await eventually(lambda: in_database_file(path, "SELECT count(*) FROM t") == 1)
+        assert "background checkpoint failed: disk I/O error" in caplog.text
+        assert "secret" not in caplog.text
+
+    run(check())
