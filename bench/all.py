@@ -341,7 +341,7 @@ def _targets(by: dict[str, Case], ceiling: float, floor: float, apps: list[tuple
         got, p99 = by[key].median("rps"), by[key].median("p99_ms")
         rows.append(
             f"| {name}"
-            f" | {'met' if got >= 0.25 * ceiling else '**NOT met**'} ({got / ceiling:.0%})"
+            f" | {'met' if got >= 0.25 * ceiling else '**NOT met**'} ({got / ceiling:.1%})"
             f" | {'n/a' if math.isnan(floor) else 'met' if got >= floor else '**NOT met**'}"
             f" ({'not measured' if math.isnan(floor) else f'{got / floor:.0%}'})"
             f" | {'met' if p99 < 30 else '**NOT met**'} ({p99:.1f} ms) |"
