@@ -286,7 +286,9 @@ class Database(_Reads):
         self._reader = await _connect(self.path)
         self._checkpointer = await _connect(self.path)
         self._written = asyncio.Event()
-        self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_after_writes(self._checkpointer))
+        self._checkpoints = asyncio.get_running_loop().create_task(
+            _checkpoint_after_writes(self._checkpointer, self._written)
+        )
 
     async def close(self) -> None:
         if self._checkpoints is not None:
@@ -297,26 +299,6 @@ class Database(_Reads):
             if conn is not None:
                 await conn.close()
         self._reader = self._writer = self._checkpointer = None
-
-    async def _checkpoint_after_writes(self, conn: aiosqlite.Connection) -> None:
-        """After each write (at most every CHECKPOINT_REST s), copy the WAL into the database file.
-
-        SQLite's automatic checkpoint does this inside the COMMIT that takes the WAL past
-        1,000 pages: under steady writes a stall of several ms every few hundred
-        completions, felt by every request waiting for that COMMIT (most of the POST's p99
-        in bench/). Done here on a connection of its own, PASSIVE (it never waits for the
-        writer, nor holds it up), the WAL rarely gets there; the automatic checkpoint stays
-        on and still bounds the WAL if this one falls behind. Nothing written, no work.
-        """
-        assert self._written is not None
-        while True:
-            await self._written.wait()
-            self._written.clear()
-            try:
-                await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as error:  # the automatic checkpoint still runs; try again after the next write
-                log.warning("background checkpoint failed: %s", error)
-            await asyncio.sleep(CHECKPOINT_REST)
 
     async def __aenter__(self) -> Database:
         await self.open()
@@ -352,7 +334,7 @@ class Database(_Reads):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Run the block's statements as one write transaction, rolled back on error."""
-        assert self._writer is not None, "database is not open"
+        assert self._writer is not None and self._written is not None, "database is not open"
         async with self._write_lock:
             # BEGIN and COMMIT inside the try: cancelled while either is at the thread, it still
             # runs there, and a failed COMMIT stays open; a transaction left open would refuse
@@ -362,8 +344,7 @@ class Database(_Reads):
                 await self._writer.execute("BEGIN IMMEDIATE")
                 yield Transaction(self._writer)
                 await self._writer.commit()
-                if self._written is not None:
-                    self._written.set()
+                self._written.set()  # the checkpointer's cue
             except BaseException:
                 await self._writer.rollback()
                 raise
@@ -386,6 +367,26 @@ class Database(_Reads):
             await self._conn.backup(dest)
         finally:
             await dest.close()
+
+
+async def _checkpoint_after_writes(conn: aiosqlite.Connection, written: asyncio.Event) -> None:
+    """After each write (at most every CHECKPOINT_REST s), copy the WAL into the database file.
+
+    SQLite's automatic checkpoint does this inside the COMMIT that takes the WAL past
+    1,000 pages: under steady writes a stall of several ms every few hundred
+    completions, felt by every request waiting for that COMMIT (most of the POST's p99
+    in bench/). Done here on a connection of its own, PASSIVE (it never waits for the
+    writer, nor holds it up), the WAL rarely gets there; the automatic checkpoint stays
+    on and still bounds the WAL if this one falls behind. Nothing written, no work.
+    """
+    while True:
+        await written.wait()
+        written.clear()
+        try:
+            await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as error:  # the automatic checkpoint still runs; try again after the next write
+            log.warning("background checkpoint failed: %s", error)
+        await asyncio.sleep(CHECKPOINT_REST)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:

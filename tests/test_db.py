@@ -436,11 +436,12 @@ def test_the_app_keeps_the_garbage_collector_out_of_the_way_while_it_serves(tmp_
 
 
 def in_database_file(path: Path, sql: str) -> object:
-    """A value read from the database file alone, ignoring the WAL: what has been checkpointed."""
+    """A value read from the database file alone, ignoring the WAL: what has been checkpointed
+    (None while the table is still only in the WAL, or while a checkpoint is writing the file)."""
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return conn.execute(sql).fetchone()[0]
-    except sqlite3.OperationalError:  # the table itself is still only in the WAL
+    except sqlite3.DatabaseError:  # no such table yet, or a page caught half-written
         return None
     finally:
         conn.close()
