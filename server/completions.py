@@ -15,8 +15,8 @@ from . import assignments, devices
 from .clock import iso, local_date, parse_iso, zone
 from .db import Database, Row, Transaction, batch_keys
 from .errors import AppError, BadRequest, NotFound
-from .security import token_hash
 from .schedule import DayTally, Plan, nearest_open_slot, slot_times, streak, tally, walk_streak
+from .security import token_hash
 
 STREAK_LOOKBACK_DAYS = 90
 STREAK_FIRST_READ_DAYS = 14
@@ -302,14 +302,15 @@ _NEW, _AGAIN = object(), object()  # an item's outcome until the insert has give
 async def _record_many(tx: Transaction, items: list[_Recording]) -> list[tuple[Completion, bool] | AppError]:
     """Record items in order inside tx: one read for all, one insert for all (see record)."""
     found: list[dict[str, Any]] = [{}] * len(items)
-    asked = [[i.patient_id, i.client_id, i.assignment_id, i.day.isoformat()] for i in items]
+    days = [i.day.isoformat() for i in items]
+    asked = [[i.patient_id, i.client_id, i.assignment_id, day] for i, day in zip(items, days)]
     for values in await tx.fetch_json(_READ_MANY, {"items": orjson.dumps(asked).decode()}):
         found[values[0]] = dict(zip(_FOUND, values))
     outcomes: list[Any] = [_NEW] * len(items)
     filled: dict[tuple[int, str], set[str]] = {}  # (assignment, date): slots taken, this batch's included
     storing: set[tuple[int, str]] = set()  # (patient, client_id) this batch inserts
     rows = []
-    for index, (item, row) in enumerate(zip(items, found, strict=True)):
+    for index, (item, text, row) in enumerate(zip(items, days, found, strict=True)):
         key = (item.patient_id, item.client_id)
         # The same client_id again is a retry: answer with the row already stored, whatever was sent.
         if row["stored"] is not None:
@@ -321,10 +322,9 @@ async def _record_many(tx: Transaction, items: list[_Recording]) -> list[tuple[C
         if row["id"] is None:
             outcomes[index] = NotFound("No such assignment.", fields={"assignment_id": "no such assignment"})
             continue
-        text = item.day.isoformat()
         taken = filled.setdefault((item.assignment_id, text), set(row["filled"].split(",")) if row["filled"] else set())
         try:
-            slot = _slot_for(item, assignments.plan_of(row), taken)
+            slot = _slot_for(item, text, assignments.plan_of(row), taken)
         except AppError as error:
             outcomes[index] = error
             continue
@@ -344,9 +344,8 @@ async def _record_many(tx: Transaction, items: list[_Recording]) -> list[tuple[C
     return outcomes
 
 
-def _slot_for(item: _Recording, plan: Plan, filled: set[str]) -> str | None:
-    """The slot item fills in its assignment's plan, given the slots filled; AppError if refused."""
-    text = item.day.isoformat()
+def _slot_for(item: _Recording, text: str, plan: Plan, filled: set[str]) -> str | None:
+    """The slot item (dated text, ISO) fills in its assignment's plan, given those filled; AppError if refused."""
     if text < plan.start_date or (plan.end_date is not None and text > plan.end_date):
         raise BadRequest("That date is outside this homework's dates.", {"date": "outside the assignment's dates"})
     if item.day > local_date(item.now + FUTURE_SLACK, item.timezone):
