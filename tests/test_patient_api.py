@@ -295,9 +295,6 @@ def test_a_remembered_streak_follows_late_uploads_and_the_calendar(harness: Harn
 @pytest.mark.parametrize("seed", range(12))
 def test_today_for_a_device_matches_today_computed_the_long_way(harness: Harness, clock: Clock, seed: int) -> None:
     """The one-query path (auth and today together, streak remembered) against completions.today."""
-    import random
-
-
     rng = random.Random(seed)
     doc = harness.practitioner("doc@clinic.example")
     zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago", "America/New_York", "Asia/Kolkata", "Europe/London",
