@@ -340,13 +340,17 @@ def _targets(by: dict[str, Case], ceiling: float, floor: float, apps: list[tuple
             continue
         got, p99 = by[key].median("rps"), by[key].median("p99_ms")
         rows.append(
-            f"| {name}"
-            f" | {'met' if got >= 0.25 * ceiling else '**NOT met**'} ({got / ceiling:.1%})"
-            f" | {'n/a' if math.isnan(floor) else 'met' if got >= floor else '**NOT met**'}"
-            f" ({'not measured' if math.isnan(floor) else f'{got / floor:.0%}'})"
+            f"| {name} | {_share(got, ceiling, 0.25, '.1%')} | {_share(got, floor, 1.0, '.0%')}"
             f" | {'met' if p99 < 30 else '**NOT met**'} ({p99:.1f} ms) |"
         )
     return rows
+
+
+def _share(got: float, base: float, needed: float, form: str) -> str:
+    """Whether got is at least needed x base, and got / base (n/a when base was not measured)."""
+    if math.isnan(base):
+        return "n/a (not measured)"
+    return f"{'met' if got >= needed * base else '**NOT met**'} ({got / base:{form}})"
 
 
 def main() -> None:
