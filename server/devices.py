@@ -12,7 +12,7 @@ import orjson
 
 from . import invites, ratelimit
 from .clock import iso, parse_iso
-from .db import Database, Row, batch_keys
+from .db import Database, Row, Transaction, batch_keys
 from .errors import NotFound
 from .security import new_token, token_hash
 
@@ -125,10 +125,26 @@ async def authenticate(db: Database, token: str, *, now: datetime) -> Me | None:
 
 
 async def seen(db: Database, row: Mapping[str, Any], *, now: datetime) -> Me:
-    """The Me of a row of AUTH_FIELDS, noting (at most hourly) that the device was seen."""
+    """The Me of a row of AUTH_FIELDS, noting (at most hourly) that the device was seen.
+
+    The notes of concurrent requests go in one transaction (db.Grouped): a phone opening the
+    app fires several requests at once, and a benchmark's 400 devices, all an hour stale,
+    had each request in flight queue a transaction of its own for the writer (bench/README.md).
+    """
     if now - parse_iso(row["last_seen_at"]) >= SEEN_PRECISION:
-        await db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", (iso(now), row["device_id"]))
+        await db.grouped(_note_seen).submit((row["device_id"], iso(now)))
     return Me(row["device_id"], row["patient_id"], row["name"], row["timezone"], row["joined_at"], row["practitioner_id"])
+
+
+async def _note_seen(tx: Transaction, seen: list[tuple[int, str]]) -> list[None]:
+    """Set each device's last_seen_at to the latest of its times in seen (never back in time)."""
+    latest: dict[int, str] = {}
+    for device_id, at in seen:
+        latest[device_id] = max(at, latest.get(device_id, at))
+    await tx.executemany(
+        "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2", list(latest.items())
+    )
+    return [None] * len(seen)
 
 
 async def list_for_patient(db: Database, patient_id: int) -> list[Device]:

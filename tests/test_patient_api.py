@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import Clock, Harness, counted_transactions
 
-from server import completions
+from server import completions, devices
 from server.db import Database
 from server.errors import AppError
 
@@ -76,6 +76,37 @@ def test_revoked_device_gets_401(harness: Harness, setup: dict[str, Any]) -> Non
     assert harness.client.delete(f"/api/patients/{patient['id']}/devices/{device['id']}", headers=doc["bearer"]).status_code == 204
     response = harness.client.get("/api/me/today", headers=me)
     assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+
+
+def test_last_seen_is_noted_hourly_in_one_transaction_for_requests_at_once(
+    harness: Harness, clock: Clock, setup: dict[str, Any]
+) -> None:
+    doc, patient = setup["doc"], setup["patient"]
+    other = harness.patient(doc, name="Alex")
+    cookies = [setup["me"]["Cookie"], harness.join(doc, other["id"])]
+    tokens = [harness.ctx.device_signer.unsign(c.split("=", 1)[1]) for c in cookies]
+
+    def last_seen(patient_id: int) -> str:
+        found = harness.client.get(f"/api/patients/{patient_id}/devices", headers=doc["bearer"]).json()["devices"]
+        return found[0]["last_seen_at"]  # type: ignore[no-any-return]
+
+    joined = last_seen(patient["id"])
+    clock.advance(minutes=59)
+    assert harness.client.get("/api/me/today", headers=setup["me"]).status_code == 200
+    assert last_seen(patient["id"]) == joined  # within the hour: no write
+
+    async def at_once(count: int) -> list[int]:
+        db = harness.ctx.db
+        with counted_transactions(db) as transactions:
+            found = await asyncio.gather(*(devices.authenticate(db, tokens[i % 2], now=harness.ctx.now())
+                                           for i in range(count)))
+        assert all(me is not None for me in found)
+        return transactions
+
+    clock.advance(minutes=2)
+    assert len(harness.run(at_once, 12)) == 1  # both devices, six requests each: one write
+    assert last_seen(patient["id"]) == last_seen(other["id"]) == "2026-03-02T10:01:00Z"
+    assert len(harness.run(at_once, 12)) == 0  # now fresh: no write at all
 
 
 def test_patient_can_sign_out_this_device(harness: Harness, setup: dict[str, Any]) -> None:
