@@ -82,10 +82,10 @@ class _Reads:
 class _Drained:
     """Work queued by callers and drained by one task at a time (Batched, Grouped).
 
-    The first caller to find no task running starts one; it first runs after the loop's
-    current turn, when that turn's callers have queued too, and it ends when the queue is
-    empty. A task cancelled before its first step never reached its own clean-up: the next
-    caller starts a fresh one, which also serves what was queued before.
+    The first caller to find no task running (none yet, or the last one done: drained,
+    failed or cancelled, even before its first step) starts one, which also serves what
+    was queued before. It first runs after the loop's current turn, when that turn's
+    callers have queued too, and it ends when the queue is empty.
     """
 
     _running: asyncio.Task[None] | None = None
@@ -156,8 +156,6 @@ class Batched(_Drained):
                         future.cancel()
             self._waiting.clear()
             raise
-        finally:
-            self._running = None
 
     async def _answer(self, params: tuple[tuple[str, Any], ...], batch: dict[Hashable, list[asyncio.Future[Any]]]) -> None:
         values = dict(params)
@@ -217,8 +215,6 @@ class Grouped(_Drained):
                 future.cancel()
             self._queue.clear()
             raise
-        finally:
-            self._running = None
 
     async def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         began = False
