@@ -136,15 +136,10 @@ async def seen(db: Database, row: Mapping[str, Any], *, now: datetime) -> Me:
     return Me(row["device_id"], row["patient_id"], row["name"], row["timezone"], row["joined_at"], row["practitioner_id"])
 
 
-async def _note_seen(tx: Transaction, seen: list[tuple[int, str]]) -> list[None]:
-    """Set each device's last_seen_at to the latest of its times in seen (never back in time)."""
-    latest: dict[int, str] = {}
-    for device_id, at in seen:
-        latest[device_id] = max(at, latest.get(device_id, at))
-    await tx.executemany(
-        "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2", list(latest.items())
-    )
-    return [None] * len(seen)
+async def _note_seen(tx: Transaction, notes: list[tuple[int, str]]) -> list[None]:
+    """Note each (device id, time) in notes as the device's last_seen_at, never back in time."""
+    await tx.executemany("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2", notes)
+    return [None] * len(notes)
 
 
 async def list_for_patient(db: Database, patient_id: int) -> list[Device]:
