@@ -18,6 +18,7 @@ from server.db import (
     Grouped,
     Transaction,
     migrate,
+    batch_keys,
     migration_files,
     schema_version,
 )
@@ -149,8 +150,7 @@ def test_backup_while_open(tmp_path: Path) -> None:
 
 
 def _squares(n: int) -> str:
-    keys = ", ".join(f":k{i}" for i in range(n))
-    return f"SELECT n, n * n + :plus AS square FROM numbers WHERE n IN ({keys})"
+    return f"SELECT n, n * n + :plus AS square FROM numbers WHERE n IN ({batch_keys(n)})"
 
 
 def _by_n(rows: list[sqlite3.Row]) -> dict[int, int]:
