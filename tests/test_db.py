@@ -17,8 +17,8 @@ from server.db import (
     Database,
     Grouped,
     Transaction,
-    migrate,
     batch_keys,
+    migrate,
     migration_files,
     schema_version,
 )
