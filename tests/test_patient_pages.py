@@ -149,8 +149,49 @@ def test_pages_need_a_signed_in_phone(harness: Harness, setup: dict[str, Any]) -
         response = harness.client.get(path, headers=headers)
         assert response.status_code == 200, path
         assert 'rel="manifest"' in response.text
-        assert "style=" not in response.text  # CSP: no inline styles
-        assert "<script>" not in response.text and " on" + "click=" not in response.text
+
+
+# A <script> with no src that is not a JSON data block, and an on...= handler attribute: code
+# the policy would block.
+INLINE_SCRIPT = re.compile(r'<script\b(?![^>]*\s(?:src=|type="application/json"))[^>]*>', re.IGNORECASE)
+INLINE_HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.IGNORECASE)
+
+
+def policy_of(response: Any) -> dict[str, list[str]]:
+    """The Content-Security-Policy header's directives: name -> sources."""
+    header = response.headers["content-security-policy"]
+    return {name: sources for name, *sources in (d.split() for d in header.split(";") if d.strip())}
+
+
+def test_every_patient_page_forbids_inline_script_and_has_none(
+    harness: Harness, setup: dict[str, Any]
+) -> None:
+    headers = sign_in(harness, setup)
+    client = harness.client
+    responses = [client.get(path, headers=headers) for path in (*PAGES, f"/app/routine/{setup['assignment']['id']}")]
+    responses += [
+        client.get("/app/join"),
+        client.get("/app/offline"),
+        client.post("/app/home-screen-code", headers=headers),
+        client.get("/app/routine/987654", headers=headers),  # the 404 page too
+    ]
+    for response in responses:
+        where = f"{response.request.method} {response.request.url.path}"
+        policy = policy_of(response)
+        assert policy["script-src"] == ["'self'"], where
+        assert policy["style-src"] == ["'self'"] and policy["object-src"] == ["'none'"], where
+        assert "text/html" in response.headers["content-type"], where
+        assert INLINE_SCRIPT.findall(response.text) == [], where
+        assert INLINE_HANDLER.findall(response.text) == [], where
+        assert " style=" not in response.text, where
+    assert len(re.findall(r'<script src="/static/', responses[0].text)) >= 1  # the check sees scripts
+
+
+def test_the_inline_code_checks_catch_what_the_policy_would_block() -> None:
+    page = '<script defer>alert(1)</script><script src="/static/a.js"></script><script type="application/json">{}'
+    assert INLINE_SCRIPT.findall(page) == ["<script defer>"]
+    assert INLINE_HANDLER.findall('<button type="button" onclick="go()">') != []
+    assert INLINE_HANDLER.findall('<a href="/x" data-on="1">') == []
 
 
 def test_a_revoked_phone_goes_back_to_the_code_form(
