@@ -433,6 +433,45 @@ def test_background_sync_sends_the_queue_with_no_page_open(
     assert worker.evaluate("HWOutbox.all()") == []
 
 
+# A private window: IndexedDB refuses to open, so the player sends the completion directly.
+NO_INDEXEDDB = """
+Object.defineProperty(window, 'indexedDB', {value: {open: () => { throw new Error('no IndexedDB here'); }}});
+"""
+
+
+def test_with_no_indexeddb_tapping_done_again_after_a_lost_answer_makes_no_second_row(
+    browser: Browser, clinic: Clinic, server: LiveServer
+) -> None:
+    who = new_patient(clinic)
+    # No worker either: page.route sees only what the page itself sends.
+    context = browser.new_context(base_url=server.url, service_workers="block", **PHONE)
+    try:
+        page = context.new_page()
+        page.add_init_script(NO_INDEXEDDB)
+        join_by_link(page, who)
+        sent: list[str] = []
+
+        def lose_the_first_answer(route: Any) -> None:
+            sent.append(route.request.post_data_json["client_id"])
+            if len(sent) == 1:
+                route.fetch()  # the server stores it ...
+                route.abort()  # ... and its answer never reaches the phone
+            else:
+                route.continue_()
+
+        page.route("**/api/me/completions", lose_the_first_answer)
+        page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
+        skip_to_the_end(page, 2)
+        expect(page.get_by_role("alert").filter(has_text="tap Done again")).to_be_visible()
+        assert completions_of(server, who) == 1
+        page.get_by_role("button", name="Done", exact=True).click()
+        expect(page.locator("#result-h")).to_have_text("Saved. Well done!")
+        assert len(sent) == 2 and sent[0] == sent[1]  # the retry is the same completion
+        assert completions_of(server, who) == 1
+    finally:
+        context.close()
+
+
 def test_a_revoked_phone_keeps_its_queue_and_shows_the_join_screen(
     phone: BrowserContext, clinic: Clinic, server: LiveServer
 ) -> None:

@@ -320,6 +320,10 @@
     result.focus({ preventScroll: true });
   }
 
+  // One id for this routine's completion, kept across taps on Done: a second tap after a
+  // failure is a retry, and the server answers it with the row it may already have stored.
+  var clientId = null;
+
   form.addEventListener('submit', function (event) {
     event.preventDefault();
     if (saving) return;
@@ -328,8 +332,9 @@
     save.textContent = 'Saving…';
     var fields = new FormData(form);
     var now = new Date();
+    clientId = clientId || window.HWOutbox.uuid();
     var body = {
-      client_id: window.HWOutbox.uuid(),
+      client_id: clientId,
       assignment_id: data.id,
       date: HW.localDate(HW.timeZone, now),
       completed_at: now.toISOString(),
@@ -354,11 +359,15 @@
         saving = false;
         save.disabled = false;
         save.textContent = 'Done';
-        var err = document.createElement('p');
-        err.className = 'pa-error';
-        err.setAttribute('role', 'alert');
-        err.textContent = 'This could not be saved. Please check your connection and tap Done again.';
-        save.insertAdjacentElement('beforebegin', err);
+        var err = $('save-error');
+        if (!err) {
+          err = document.createElement('p');
+          err.id = 'save-error';
+          err.className = 'pa-error';
+          err.setAttribute('role', 'alert');
+          err.textContent = 'This could not be saved. Please check your connection and tap Done again.';
+          save.insertAdjacentElement('beforebegin', err);
+        }
       });
     });
   });
