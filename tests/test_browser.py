@@ -433,6 +433,90 @@ def test_background_sync_sends_the_queue_with_no_page_open(
     assert worker.evaluate("HWOutbox.all()") == []
 
 
+# A browser without Background Sync (Safari, Firefox): only the pages can send the queue.
+NO_BACKGROUND_SYNC = """
+Object.defineProperty(ServiceWorkerRegistration.prototype, 'sync', {get: () => undefined});
+"""
+
+
+def test_with_no_background_sync_the_open_page_sends_the_queue_on_online(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    phone.add_init_script(NO_BACKGROUND_SYNC)
+    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
+    page.clock.install()  # the page's retry timer never fires: only `online` can send
+    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")  # opened online
+    phone.set_offline(True)
+    skip_to_the_end(page, 2)
+    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    phone.set_offline(False)
+    poll(lambda: completions_of(server, who) == 1, what="the completion sent on `online`", sleep=page_poll(page))
+    poll(lambda: outbox(page) == [], what="an empty outbox", sleep=page_poll(page))
+
+
+def test_a_page_that_never_hears_online_tries_again_while_sessions_wait(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    # A network with no way out: `online` never comes (a capture listener swallows it).
+    phone.add_init_script(
+        NO_BACKGROUND_SYNC + "window.addEventListener('online', e => e.stopImmediatePropagation(), true);"
+    )
+    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
+    page.clock.install()
+    phone.set_offline(True)
+    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
+    skip_to_the_end(page, 2)
+    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    posts = server.posts("/api/me/completions")
+
+    def later(ms: int) -> None:
+        """Move the page's clock on (firing what falls due once), then let that work run."""
+        page.clock.fast_forward(ms)
+        page.wait_for_timeout(500)
+
+    later(15_000)  # the first retry, still offline
+    phone.set_offline(False)
+    later(25_000)  # the next one is 30 s after the first
+    assert completions_of(server, who) == 0 and server.posts("/api/me/completions") == posts
+    later(5_000)
+    poll(lambda: completions_of(server, who) == 1, what="the completion sent by a retry", sleep=page_poll(page))
+    poll(lambda: outbox(page) == [], what="an empty outbox", sleep=page_poll(page))
+
+
+def test_coming_back_to_the_app_sends_the_queue(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    phone.add_init_script(
+        NO_BACKGROUND_SYNC + "window.addEventListener('online', e => e.stopImmediatePropagation(), true);"
+    )
+    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
+    page.clock.install()  # no retry timer either
+    phone.set_offline(True)
+    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
+    skip_to_the_end(page, 2)
+    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    phone.set_offline(False)
+    page.wait_for_timeout(500)
+    assert completions_of(server, who) == 0
+    page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")  # the app shown again
+    poll(lambda: completions_of(server, who) == 1, what="the completion sent on coming back", sleep=page_poll(page))
+
+
+def test_with_no_background_sync_the_next_page_load_sends_the_queue(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    phone.add_init_script(NO_BACKGROUND_SYNC)
+    who, page = complete_offline(phone, clinic, "?time=08:00")
+    page.close()
+    phone.set_offline(False)
+    page = phone.new_page()  # opened online: it never sees an `online` event
+    page.wait_for_timeout(1000)
+    assert completions_of(server, who) == 0  # nothing sent it before this load
+    page.goto("/app")
+    poll(lambda: completions_of(server, who) == 1, what="the completion sent on load", sleep=page_poll(page))
+    expect(page.locator("#slots > li").first).to_contain_text("Done")
+
+
 # A private window: IndexedDB refuses to open, so the player sends the completion directly.
 NO_INDEXEDDB = """
 Object.defineProperty(window, 'indexedDB', {value: {open: () => { throw new Error('no IndexedDB here'); }}});

@@ -1,5 +1,6 @@
 /* Shared by every patient page: the service worker, the connection and outbox notices,
- * flushing the outbox (on load and on `online`), sign-out on a 401, and install help. */
+ * flushing the outbox (on load, on `online`, on coming back to the app, and again while
+ * sessions wait), sign-out on a 401, and install help. */
 (function () {
   'use strict';
 
@@ -143,7 +144,6 @@
 
   var flushing = Promise.resolve(null);
 
-  /** Send the outbox; calls queue behind each other, so an item added during a run is sent by the next. */
   /** Safety advice from the server about a completion just sent: show it where it cannot be missed. */
   function showAdvice(result) {
     var advice = result && result.advice ? Object.keys(result.advice).map(function (k) { return result.advice[k]; }) : [];
@@ -161,6 +161,7 @@
     if (main) main.prepend(box);
   }
 
+  /** Send the outbox; calls queue behind each other, so an item added during a run is sent by the next. */
   function flush() {
     if (!signedIn) return Promise.resolve(null);
     flushing = flushing.then(function () {
@@ -170,9 +171,27 @@
         return result;
       })['catch'](function () { return null; });
     }).then(function (result) {
+      retryLater(result);
       return refreshOutbox().then(function () { return result; });
     });
     return flushing;
+  }
+
+  // `online` does not always come: a network with no way out is "online" all along, and a
+  // page opened offline may never hear it. So while sessions wait, the page tries again,
+  // from 15 s apart up to every 2 minutes.
+  var RETRY_FIRST_MS = 15000;
+  var RETRY_MAX_MS = 120000;
+  var retryDelay = RETRY_FIRST_MS;
+  var retryTimer = null;
+  function retryLater(result) {
+    clearTimeout(retryTimer);
+    if (!result || !result.retry) {  // all sent (or refused, for the patient to decide), or no outbox
+      retryDelay = RETRY_FIRST_MS;
+      return;
+    }
+    retryTimer = setTimeout(flush, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
   }
 
   /** Queue a completion, then try to send it; resolves to 'sent', 'queued' or {failed: message}. */
@@ -207,6 +226,8 @@
     if (note) note.hidden = navigator.onLine && !unreachable;
   }
   window.addEventListener('online', function () { reached(true); flush(); });
+  // Back in the app (a phone mostly wakes it rather than reloading it): send what waits.
+  document.addEventListener('visibilitychange', function () { if (!document.hidden) flush(); });
   window.addEventListener('offline', updateNetwork);
   updateNetwork();
 
