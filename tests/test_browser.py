@@ -439,16 +439,29 @@ Object.defineProperty(ServiceWorkerRegistration.prototype, 'sync', {get: () => u
 """
 
 
-def test_with_no_background_sync_the_open_page_sends_the_queue_on_online(
-    phone: BrowserContext, clinic: Clinic, server: LiveServer
-) -> None:
-    phone.add_init_script(NO_BACKGROUND_SYNC)
+# A network with no way out: `online` never comes (a capture listener swallows it).
+NO_ONLINE_EVENT = "window.addEventListener('online', e => e.stopImmediatePropagation(), true);"
+
+
+def finish_where_only_the_page_sends(
+    phone: BrowserContext, clinic: Clinic, *, hears_online: bool
+) -> tuple[dict[str, Any], Page]:
+    """A routine finished offline on a page with no Background Sync and its clock held (no
+    retry fires until the test moves it); with hears_online False, no `online` event either."""
+    phone.add_init_script(NO_BACKGROUND_SYNC + ("" if hears_online else NO_ONLINE_EVENT))
     who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
-    page.clock.install()  # the page's retry timer never fires: only `online` can send
-    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")  # opened online
+    page.clock.install()
+    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
     phone.set_offline(True)
     skip_to_the_end(page, 2)
     expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    return who, page
+
+
+def test_with_no_background_sync_the_open_page_sends_the_queue_on_online(
+    phone: BrowserContext, clinic: Clinic, server: LiveServer
+) -> None:
+    who, page = finish_where_only_the_page_sends(phone, clinic, hears_online=True)
     phone.set_offline(False)
     poll(lambda: completions_of(server, who) == 1, what="the completion sent on `online`", sleep=page_poll(page))
     poll(lambda: outbox(page) == [], what="an empty outbox", sleep=page_poll(page))
@@ -457,16 +470,7 @@ def test_with_no_background_sync_the_open_page_sends_the_queue_on_online(
 def test_a_page_that_never_hears_online_tries_again_while_sessions_wait(
     phone: BrowserContext, clinic: Clinic, server: LiveServer
 ) -> None:
-    # A network with no way out: `online` never comes (a capture listener swallows it).
-    phone.add_init_script(
-        NO_BACKGROUND_SYNC + "window.addEventListener('online', e => e.stopImmediatePropagation(), true);"
-    )
-    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
-    page.clock.install()
-    phone.set_offline(True)
-    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
-    skip_to_the_end(page, 2)
-    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    who, page = finish_where_only_the_page_sends(phone, clinic, hears_online=False)
     posts = server.posts("/api/me/completions")
 
     def later(ms: int) -> None:
@@ -486,15 +490,7 @@ def test_a_page_that_never_hears_online_tries_again_while_sessions_wait(
 def test_coming_back_to_the_app_sends_the_queue(
     phone: BrowserContext, clinic: Clinic, server: LiveServer
 ) -> None:
-    phone.add_init_script(
-        NO_BACKGROUND_SYNC + "window.addEventListener('online', e => e.stopImmediatePropagation(), true);"
-    )
-    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
-    page.clock.install()  # no retry timer either
-    phone.set_offline(True)
-    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
-    skip_to_the_end(page, 2)
-    expect(page.locator("#result")).to_contain_text("Saved on this phone")
+    who, page = finish_where_only_the_page_sends(phone, clinic, hears_online=False)
     phone.set_offline(False)
     page.wait_for_timeout(500)
     assert completions_of(server, who) == 0
