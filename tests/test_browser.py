@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from server.routes import pwa
 from tests.browser import (
     ARGS,
     ARTIFACTS,
@@ -563,6 +564,28 @@ def test_a_revoked_phone_keeps_its_queue_and_shows_the_join_screen(
     expect(page.locator("#signed-out-note")).to_be_visible()
     assert len(outbox(page)) == 1  # a 401 never deletes what the patient recorded
     assert completions_of(server, who) == 0
+
+
+def test_a_new_version_replaces_the_old_static_cache_and_keeps_the_patients_data(
+    phone: BrowserContext, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, page = join_and_cache(phone, clinic, "/api/me/today")
+    old, script = pwa.service_worker()
+    assert f"homework-static-{old}" in page.evaluate("() => caches.keys()")
+    # A deploy: any change to a static file, the worker or a page template makes a new version.
+    new = "0" * 16
+    monkeypatch.setattr(pwa, "service_worker", lambda: (new, script.replace(old, new)))
+    page.evaluate("() => navigator.serviceWorker.getRegistration().then(r => r.update())")
+    names = poll(
+        lambda: (found := page.evaluate("() => caches.keys()")) and f"homework-static-{old}" not in found and found,
+        what="the old static cache deleted",
+        sleep=page_poll(page),
+    )
+    assert sorted(names) == sorted([f"homework-static-{new}", "homework-pages-v1", "homework-data-v1"])
+    assert cached(page, "/static/app/player.js")  # precached again, into the new cache
+    phone.set_offline(True)  # the patient's today, cached before the deploy, still opens
+    page.reload()
+    expect(page.locator("#slots > li")).to_have_count(2)
 
 
 def test_a_page_cached_yesterday_shows_todays_slots_offline(
