@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 from conftest import Clock, Harness, counted_transactions
+from starlette.testclient import TestClient
 
 from server import completions, devices
+from server.app import create_app
+from server.config import Settings
 from server.db import Database
 from server.errors import AppError
 
@@ -65,8 +68,63 @@ def test_wrong_codes_are_limited_per_client(harness: Harness, clock: Clock) -> N
         assert bad.status_code == 401 and "code" in bad.json()["error"]["fields"]
     limited = harness.client.post("/api/join", json={"code": invite["code"]})
     assert limited.status_code == 429 and "retry-after" in limited.headers
+    harness.client._transport.client = ("203.0.113.7", 50000)  # another phone: not limited
+    assert harness.client.post("/api/join", json={"code": "ZZZZZZZ2"}).status_code == 401
+    harness.client._transport.client = ("testclient", 50000)
+    assert harness.client.post("/api/join", json={"code": invite["code"]}).status_code == 429
     clock.advance(minutes=16)
     assert harness.client.post("/api/join", json={"code": invite["code"]}).status_code == 200
+
+
+def test_device_tokens_are_stored_hashed(harness: Harness, setup: dict[str, Any]) -> None:
+    token = harness.ctx.device_signer.unsign(setup["me"]["Cookie"].split("=", 1)[1])
+    assert token and harness.client.get("/api/me", headers=setup["me"]).status_code == 200
+    rows = harness.run(harness.ctx.db.fetchall, "SELECT * FROM devices")
+    values = [v for row in rows for v in tuple(row)]
+    assert values and not any(token in (v.decode("latin-1") if isinstance(v, bytes) else str(v)) for v in values)
+
+
+def test_under_https_the_device_cookie_is_secure(tmp_path: Path, clock: Clock) -> None:
+    base = "https://clinic.example.org"
+    settings = Settings(db_path=tmp_path / "homework.db", data_dir=tmp_path, secret_key="k" * 40, base_url=base,
+                        scheduler=False)
+    with TestClient(create_app(settings, clock=clock), base_url=base) as client:
+        h = Harness(client)
+        doc = h.practitioner("doc@clinic.example")
+        patient = h.patient(doc)
+        by_link = h.post(doc, f"/api/patients/{patient['id']}/invites", {})
+        by_code = h.post(doc, f"/api/patients/{patient['id']}/invites", {})
+        link = client.get(by_link["url"].removeprefix(base), follow_redirects=False)
+        client.cookies.clear()
+        code = client.post("/api/join", json={"code": by_code["code"]})
+        for response in (link, code):
+            cookie = response.headers["set-cookie"]
+            assert cookie.startswith(f"{devices.COOKIE}=") and "; Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_patch_me_sets_the_time_zone_and_names_a_bad_one(harness: Harness, setup: dict[str, Any]) -> None:
+    me = setup["me"]
+    response = harness.client.patch("/api/me", json={"timezone": "America/New_York"}, headers=me)
+    assert response.status_code == 200
+    assert response.json()["patient"]["timezone"] == "America/New_York" and "reminders" in response.json()
+    bad = harness.client.patch("/api/me", json={"timezone": "Mars/Olympus_Mons"}, headers=me)
+    assert bad.status_code == 400 and "timezone" in bad.json()["error"]["fields"]
+    assert harness.client.get("/api/me", headers=me).json()["patient"]["timezone"] == "America/New_York"
+
+
+def test_the_practitioners_page_lists_the_phone_and_revokes_it(harness: Harness, setup: dict[str, Any]) -> None:
+    doc, patient, me = setup["doc"], setup["patient"], setup["me"]
+    page = harness.client.get(f"/patients/{patient['id']}", headers=doc["cookie"]).text
+    device = harness.run(harness.ctx.db.fetchone, "SELECT id, last_seen_at FROM devices WHERE patient_id = ?",
+                         (patient["id"],))
+    assert f"last seen {device['last_seen_at'][:16].replace('T', ' ')} UTC" in page
+    action = f"/patients/{patient['id']}/devices/{device['id']}/revoke"
+    assert f'action="{action}"' in page
+    harness.client.cookies.clear()
+    revoked = harness.client.post(action, headers=doc["cookie"], follow_redirects=False)
+    assert revoked.status_code == 303
+    assert harness.client.get("/api/me/today", headers=me).status_code == 401
+    assert "revoked 2026-03-02" in harness.client.get(f"/patients/{patient['id']}", headers=doc["cookie"]).text
 
 
 def test_revoked_device_gets_401(harness: Harness, setup: dict[str, Any]) -> None:
