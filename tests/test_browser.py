@@ -6,6 +6,7 @@ One browser and one live server for the module; every test makes its own patient
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -188,7 +189,10 @@ def test_today_lists_the_slots(phone: BrowserContext, clinic: Clinic) -> None:
     slots = page.locator("#slots > li")
     expect(slots).to_have_count(2)
     expect(slots.nth(0)).to_contain_text("08:00")
-    expect(slots.nth(0)).to_contain_text("2 exercises")
+    expect(slots.nth(0).get_by_role("heading", level=3)).to_have_text(who["routine"]["name"])
+    minutes = who["assignment"]["estimated_minutes"]
+    expect(slots.nth(0)).to_contain_text(f"2 exercises · about {minutes} min")
+    expect(page.locator("#streak")).to_be_hidden()  # nothing done yet
     expect(slots.nth(1)).to_contain_text("19:30")
     expect(page.locator("#slots .button.primary")).to_have_count(1)
     expect(page.get_by_text("Gentle is fine.")).to_be_visible()
@@ -217,7 +221,7 @@ def test_today_lists_the_slots(phone: BrowserContext, clinic: Clinic) -> None:
     expect(page.get_by_role("alert").filter(has_text="Please take care")).to_be_visible()
 
 
-RECORD_VIBRATION_AND_WAKE_LOCK = """
+RECORD_VIBRATION_WAKE_LOCK_AND_BEEPS = """
 navigator.vibrate = p => { (window.buzz = window.buzz || []).push(p); return true; };
 window.wake = {requests: 0, released: 0, sentinel: null};
 Object.defineProperty(navigator, 'wakeLock', {value: {request: () => {
@@ -227,6 +231,16 @@ Object.defineProperty(navigator, 'wakeLock', {value: {request: () => {
   wake.sentinel = s;
   return Promise.resolve(s);
 }}});
+window.beeps = [];
+window.AudioContext = class {
+  constructor() { this.state = 'running'; this.currentTime = 0; this.destination = {}; }
+  resume() { return Promise.resolve(); }
+  createGain() { return {gain: {setValueAtTime() {}, exponentialRampToValueAtTime() {}}, connect() {}}; }
+  createOscillator() {
+    const osc = {frequency: {value: 0}, connect() {}, stop() {}, start: () => beeps.push(osc.frequency.value)};
+    return osc;
+  }
+};
 """
 
 
@@ -253,9 +267,10 @@ def test_the_player_runs_a_whole_routine_and_records_it(
                 "rest_seconds": 30,
             },
         ],
+        times=("08:00",),
     )
     page = phone.new_page()
-    page.add_init_script(RECORD_VIBRATION_AND_WAKE_LOCK)
+    page.add_init_script(RECORD_VIBRATION_WAKE_LOCK_AND_BEEPS)
     page.clock.install()
     join_by_link(page, who)
     page.locator("#slots .button.primary").click()
@@ -268,6 +283,8 @@ def test_the_player_runs_a_whole_routine_and_records_it(
     expect(first.get_by_role("heading", level=2)).to_have_text("Single knee-to-chest")
     expect(page.locator("#t-phase")).to_have_text("Ready")
     expect(page.locator("#t-count")).to_have_text("20")
+    page.get_by_role("checkbox", name="Beep when each hold ends").check()
+    assert page.evaluate("beeps") == [660]  # a sample when it is switched on
     page.get_by_role("button", name="Start", exact=True).click()
     page.clock.run_for(4_000)
     expect(page.locator("#t-phase")).to_have_text("Hold")
@@ -296,7 +313,15 @@ def test_the_player_runs_a_whole_routine_and_records_it(
     page.clock.run_for(60_000)
     expect(page.locator("#t-phase")).to_have_text("Done")
     assert page.evaluate("window.buzz.filter(p => p === 250).length") == 4  # one buzz per hold
+    # Each cue sounds with its vibration: one beep when a hold ends, two for the others.
+    cues = [[880] if p == 250 else [660, 880] for p in page.evaluate("window.buzz")]
+    assert page.evaluate("beeps") == [660, *itertools.chain(*cues)]
     page.get_by_role("button", name="Next exercise").click()
+    expect(page.locator("#ex-1 h2")).to_have_text("Pelvic tilt")
+    page.get_by_role("button", name="Back").click()
+    expect(page.locator("#ex-0 h2")).to_have_text("Single knee-to-chest")
+    expect(page.locator("#ex-1")).to_be_hidden()
+    page.get_by_role("button", name="Skip", exact=True).click()
 
     # Pelvic tilt: 2 reps of 5 s, a 30 s rest, then the second set.
     expect(page.locator("#ex-1 h2")).to_have_text("Pelvic tilt")
@@ -324,6 +349,7 @@ def test_the_player_runs_a_whole_routine_and_records_it(
     assert [tuple(r) for r in rows] == [("08:00", 6, 3, "ok", "Easier than last week")]
     page.get_by_role("link", name="Back to today").click()
     expect(page.locator("#slots > li").first).to_contain_text("Done")
+    expect(page.locator("#streak")).to_have_text("1 day in a row")  # today's one slot done
 
 
 # --- offline ------------------------------------------------------------------------------
@@ -736,8 +762,43 @@ def test_axe_finds_nothing_serious_on_any_patient_page(
         for _ in range(2):
             page.get_by_role("button", name="Skip", exact=True).click()
         problems[f"{scheme} player finish"] = axe_violations(page, only=only)
+        page.locator("#pain_after-field").get_by_role("radio", name="2", exact=True).check()
+        page.get_by_role("button", name="Done", exact=True).click()
+        expect(page.locator("#result-h")).to_have_text("Saved. Well done!")
+        problems[f"{scheme} player result"] = axe_violations(page, only=only)
+        page.goto("/app/offline")
+        problems[f"{scheme} /app/offline"] = axe_violations(page, only=only)
         context.close()
+
+        # Safari on an iPhone: the Add to Home Screen help, and the code for the installed app.
+        safari = browser.new_context(base_url=server.url, color_scheme=scheme, user_agent=IPHONE, **PHONE)
+        page = safari.new_page()
+        join_by_link(page, {**who, "invite": clinic.invite(who["patient"]["id"])})
+        expect(page.locator("#main [data-ios-install]")).to_be_visible()
+        problems[f"{scheme} iPhone today"] = axe_violations(page, only=only)
+        page.get_by_role("button", name="Get a code for the Home Screen app").click()
+        expect(page.locator(".pa-code")).to_be_visible()
+        problems[f"{scheme} Home Screen code"] = axe_violations(page, only=only)
+        safari.close()
     assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_dark_mode_follows_the_phones_setting(browser: Browser, server: LiveServer) -> None:
+    def lightness(css: str) -> float:  # "rgb(r, g, b)" -> 0 (black) .. 1 (white)
+        return sum(int(n) for n in re.findall(r"\d+", css)[:3]) / 765
+
+    seen = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(base_url=server.url, color_scheme=scheme, **PHONE)
+        page = context.new_page()
+        page.goto("/app/join")
+        colours = page.evaluate(
+            "() => [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]"
+        )
+        seen[scheme] = [lightness(c) for c in colours]
+        context.close()
+    assert seen["light"][0] > 0.8 and seen["light"][1] < 0.4, seen  # dark text on a light page
+    assert seen["dark"][0] < 0.2 and seen["dark"][1] > 0.6, seen  # and the other way round
 
 
 AXE_SOURCE = AXE.read_text() if AXE.exists() else ""
@@ -754,28 +815,38 @@ def test_small_phone_no_horizontal_scroll_big_tap_targets_and_200_percent_text(
     browser: Browser, clinic: Clinic, server: LiveServer
 ) -> None:
     who = new_patient(clinic)
-    context = browser.new_context(base_url=server.url, **SMALL_PHONE)
+    # Safari's user agent, so today also shows the Add to Home Screen help.
+    context = browser.new_context(base_url=server.url, user_agent=IPHONE, **SMALL_PHONE)
     page = context.new_page()
     join_by_link(page, who)
+    aid = who["assignment"]["id"]
     found: dict[str, Any] = {}
-    for path in [
-        "/app/join",
-        *patient_pages(who),
-        f"/app/routine/{who['assignment']['id']}#exercise",
-    ]:
-        page.goto(path)
-        if path.endswith("#exercise"):
-            page.get_by_role("button", name="Start exercises").click()
-            page.locator("#t-toggle").evaluate(
-                "b => { b.textContent = 'Next exercise'; }"
-            )  # its longest label
+
+    def check(name: str) -> None:
         for size in ("100%", "200%"):
             page.evaluate("size => { document.documentElement.style.fontSize = size; }", size)
             if page.evaluate(OVERFLOW) > 0:
-                found[f"{path} at {size}: horizontal scroll"] = page.evaluate(OVERFLOW)
+                found[f"{name} at {size}: horizontal scroll"] = page.evaluate(OVERFLOW)
         page.evaluate("() => { document.documentElement.style.fontSize = ''; }")
         small = page.evaluate(TOO_SMALL)
         if small:
-            found[f"{path}: small tap targets"] = small
+            found[f"{name}: small tap targets"] = small
+
+    for path in ["/app/join", "/app/offline", *patient_pages(who)]:
+        page.goto(path)
+        check(path)
+    page.goto("/app")
+    page.get_by_role("button", name="Get a code for the Home Screen app").click()
+    check("the Home Screen code")
+    page.goto(f"/app/routine/{aid}")
+    page.get_by_role("button", name="Start exercises").click()
+    page.locator("#t-toggle").evaluate("b => { b.textContent = 'Next exercise'; }")  # its longest label
+    check("the player's exercise")
+    for _ in range(2):
+        page.get_by_role("button", name="Skip", exact=True).click()
+    check("the player's finish")
+    page.get_by_role("button", name="Done", exact=True).click()
+    expect(page.locator("#result-h")).to_have_text("Saved. Well done!")
+    check("the player's result")
     context.close()
     assert found == {}
