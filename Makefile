@@ -12,7 +12,7 @@ run: $(VENV)/.installed
 	HOMEWORK_VAPID_SUBJECT=$${HOMEWORK_VAPID_SUBJECT:-mailto:demo@homework.example} $(BIN)/homework serve --demo
 
 test: $(VENV)/.installed-test chromium axe
-	$(BIN)/python -m pytest
+	HOMEWORK_BROWSER_TESTS=required $(BIN)/python -m pytest
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

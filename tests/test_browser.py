@@ -22,9 +22,10 @@ from tests.browser import (
     ARTIFACTS,
     AXE,
     CHROMIUM,
+    MARKS,
+    NEEDS_AXE,
     PHONE,
     SMALL_PHONE,
-    MARKS,
     TZ,
     Clinic,
     LiveServer,
@@ -727,7 +728,7 @@ def patient_pages(who: dict[str, Any]) -> list[str]:
     return ["/app", f"/app/routine/{aid}", "/app/history", "/app/settings"]
 
 
-@pytest.mark.skipif(not AXE.exists(), reason="needs axe-core (make axe)")
+@NEEDS_AXE
 def test_axe_finds_nothing_serious_on_any_patient_page(
     browser: Browser, clinic: Clinic, server: LiveServer
 ) -> None:

@@ -24,8 +24,9 @@ from tests.browser import (
     ARTIFACTS,
     AXE,
     CHROMIUM,
-    PHONE,
     MARKS,
+    NEEDS_AXE,
+    PHONE,
     TZ,
     Clinic,
     FakeCheckin,
@@ -502,7 +503,7 @@ def test_iphone_safari_and_blocked_notifications_explain_what_to_do(phone: Brows
 AXE_SOURCE = AXE.read_text() if AXE.exists() else ""
 
 
-@pytest.mark.skipif(not AXE.exists(), reason="needs axe-core (make axe)")
+@NEEDS_AXE
 def test_axe_and_a_small_phone_find_nothing_wrong_with_the_reminders_section(
     phone: BrowserContext,
 ) -> None:
