@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -480,6 +480,7 @@ def finish_where_only_the_page_sends(
     who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
     page.clock.install()
     page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
+    page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))  # installed, it would still run
     phone.set_offline(True)
     skip_to_the_end(page, 2)
     expect(page.locator("#result")).to_contain_text("Saved on this phone")
@@ -500,17 +501,14 @@ def test_a_page_that_never_hears_online_tries_again_while_sessions_wait(
 ) -> None:
     who, page = finish_where_only_the_page_sends(phone, clinic, hears_online=False)
     posts = server.posts("/api/me/completions")
-
-    def later(ms: int) -> None:
-        """Move the page's clock on (firing what falls due once), then let that work run."""
-        page.clock.fast_forward(ms)
-        page.wait_for_timeout(500)
-
-    later(15_000)  # the first retry, still offline
+    attempts = outbox(page)[0]["attempts"]
+    page.clock.fast_forward(15_000)  # the first retry, still offline
+    poll(lambda: outbox(page)[0]["attempts"] == attempts + 1, what="the first retry", sleep=page_poll(page))
     phone.set_offline(False)
-    later(25_000)  # the next one is 30 s after the first
+    page.clock.fast_forward(25_000)  # the next one is 30 s after the first
+    page.wait_for_timeout(500)
     assert completions_of(server, who) == 0 and server.posts("/api/me/completions") == posts
-    later(5_000)
+    page.clock.fast_forward(5_000)
     poll(lambda: completions_of(server, who) == 1, what="the completion sent by a retry", sleep=page_poll(page))
     poll(lambda: outbox(page) == [], what="an empty outbox", sleep=page_poll(page))
 
@@ -559,22 +557,29 @@ def test_with_no_indexeddb_tapping_done_again_after_a_lost_answer_makes_no_secon
         join_by_link(page, who)
         sent: list[str] = []
 
-        def lose_the_first_answer(route: Any) -> None:
+        def lose_the_first_two_answers(route: Any) -> None:
             sent.append(route.request.post_data_json["client_id"])
             if len(sent) == 1:
                 route.fetch()  # the server stores it ...
                 route.abort()  # ... and its answer never reaches the phone
+            elif len(sent) == 2:
+                route.abort()  # the network fails again
             else:
                 route.continue_()
 
-        page.route("**/api/me/completions", lose_the_first_answer)
+        page.route("**/api/me/completions", lose_the_first_two_answers)
         page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
         skip_to_the_end(page, 2)
-        expect(page.get_by_role("alert").filter(has_text="tap Done again")).to_be_visible()
+        failed = page.get_by_role("alert").filter(has_text="tap Done again")
+        expect(failed).to_be_visible()
         assert completions_of(server, who) == 1
         page.get_by_role("button", name="Done", exact=True).click()
+        poll(lambda: len(sent) == 2, what="the second send", sleep=page_poll(page))
+        expect(page.get_by_role("button", name="Done", exact=True)).to_be_enabled()
+        expect(failed).to_have_count(1)  # said again, not piled up
+        page.get_by_role("button", name="Done", exact=True).click()
         expect(page.locator("#result-h")).to_have_text("Saved. Well done!")
-        assert len(sent) == 2 and sent[0] == sent[1]  # the retry is the same completion
+        assert len(sent) == 3 and len(set(sent)) == 1  # every retry is the same completion
         assert completions_of(server, who) == 1
     finally:
         context.close()

@@ -321,7 +321,8 @@
   }
 
   // One id for this routine's completion, kept across taps on Done: a second tap after a
-  // failure is a retry, and the server answers it with the row it may already have stored.
+  // failure is a retry, and the server answers it with the row it may already have stored
+  // (so what was changed in between is kept only if the first send never arrived).
   var clientId = null;
 
   form.addEventListener('submit', function (event) {
@@ -359,15 +360,15 @@
         saving = false;
         save.disabled = false;
         save.textContent = 'Done';
-        var err = $('save-error');
-        if (!err) {
-          err = document.createElement('p');
-          err.id = 'save-error';
-          err.className = 'pa-error';
-          err.setAttribute('role', 'alert');
-          err.textContent = 'This could not be saved. Please check your connection and tap Done again.';
-          save.insertAdjacentElement('beforebegin', err);
-        }
+        // One message, made anew each time so that a screen reader announces every failure.
+        var old = $('save-error');
+        if (old) old.remove();
+        var err = document.createElement('p');
+        err.id = 'save-error';
+        err.className = 'pa-error';
+        err.setAttribute('role', 'alert');
+        err.textContent = 'This could not be saved. Please check your connection and tap Done again.';
+        save.insertAdjacentElement('beforebegin', err);
       });
     });
   });
