@@ -81,7 +81,7 @@
     }), READY_TIMEOUT_MS, 'service worker')['catch'](function () { return false; });
   }
 
-  /** Ask for Background Sync of the outbox; where there is none, `online` and page loads still flush it. */
+  /** Ask for Background Sync of the outbox; where there is none, the pages flush it (see flush). */
   function registerSync() {
     if (!('serviceWorker' in navigator)) return Promise.resolve(false);
     return Outbox.withTimeout(navigator.serviceWorker.ready, READY_TIMEOUT_MS, 'service worker ready').then(function (reg) {
@@ -186,7 +186,8 @@
   var retryTimer = null;
   function retryLater(result) {
     clearTimeout(retryTimer);
-    if (!result || !result.retry) {  // all sent (or refused, for the patient to decide), or no outbox
+    // All sent (or refused, for the patient to decide), no outbox, or signed out (the page is leaving).
+    if (!result || !result.retry || result.signedOut) {
       retryDelay = RETRY_FIRST_MS;
       return;
     }
