@@ -68,8 +68,9 @@ def test_wrong_codes_are_limited_per_client(harness: Harness, clock: Clock) -> N
         assert bad.status_code == 401 and "code" in bad.json()["error"]["fields"]
     limited = harness.client.post("/api/join", json={"code": invite["code"]})
     assert limited.status_code == 429 and "retry-after" in limited.headers
-    harness.client._transport.client = ("203.0.113.7", 50000)  # another phone: not limited
-    assert harness.client.post("/api/join", json={"code": "ZZZZZZZ2"}).status_code == 401
+    # Another phone, at another address (TestClient takes one address at start; its transport holds it).
+    harness.client._transport.client = ("203.0.113.7", 50000)
+    assert harness.client.post("/api/join", json={"code": "ZZZZZZZ2"}).status_code == 401  # not limited
     harness.client._transport.client = ("testclient", 50000)
     assert harness.client.post("/api/join", json={"code": invite["code"]}).status_code == 429
     clock.advance(minutes=16)
