@@ -61,12 +61,17 @@
 
   var DATA_CACHES = ['homework-pages-v1', 'homework-data-v1'];
 
-  /** The server no longer knows this phone: forget cached pages (never the outbox) and ask for a code. */
+  /** The server no longer knows this phone: forget cached pages (never the outbox) and ask for a code.
+   * Once: the page's flush and the worker's (announced) can both hear the 401, and a second
+   * navigation would abort the first. */
+  var leaving = null;
   function signedOut() {
+    if (leaving) return leaving;
     var clear = window.caches ? Promise.all(DATA_CACHES.map(function (n) { return caches['delete'](n); })) : Promise.resolve();
-    return Outbox.withTimeout(clear, 3000, 'clearing caches')['catch'](function () {}).then(function () {
+    leaving = Outbox.withTimeout(clear, 3000, 'clearing caches')['catch'](function () {}).then(function () {
       if (body.dataset.page !== 'join') location.assign('/app/join?signed_out=1');
     });
+    return leaving;
   }
 
   // --- service worker ---------------------------------------------------------------------
