@@ -440,11 +440,20 @@ def join_and_cache(phone: BrowserContext, clinic: Clinic, path: str) -> tuple[di
     return who, page
 
 
-def complete_offline(phone: BrowserContext, clinic: Clinic, query: str = "") -> tuple[dict[str, Any], Page]:
-    """Join a new patient, wait until the player is cached, go offline and finish a routine there."""
+def complete_offline(
+    phone: BrowserContext, clinic: Clinic, query: str = "", *, hold_clock: bool = False
+) -> tuple[dict[str, Any], Page]:
+    """Join a new patient, open the player once cached, go offline and finish the routine there.
+
+    hold_clock: the page's clock stands still (no timer fires until the test moves it).
+    """
     who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
-    phone.set_offline(True)
+    if hold_clock:
+        page.clock.install()
     page.goto(f"/app/routine/{who['assignment']['id']}{query}")
+    if hold_clock:
+        page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))  # installed, it would still run
+    phone.set_offline(True)
     skip_to_the_end(page, 2)
     expect(page.locator("#result")).to_contain_text("Saved on this phone")
     return who, page
@@ -477,14 +486,7 @@ def finish_where_only_the_page_sends(
     """A routine finished offline on a page with no Background Sync and its clock held (no
     retry fires until the test moves it); with hears_online False, no `online` event either."""
     phone.add_init_script(NO_BACKGROUND_SYNC + ("" if hears_online else NO_ONLINE_EVENT))
-    who, page = join_and_cache(phone, clinic, "/app/routine/{aid}")
-    page.clock.install()
-    page.goto(f"/app/routine/{who['assignment']['id']}?time=08:00")
-    page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))  # installed, it would still run
-    phone.set_offline(True)
-    skip_to_the_end(page, 2)
-    expect(page.locator("#result")).to_contain_text("Saved on this phone")
-    return who, page
+    return complete_offline(phone, clinic, "?time=08:00", hold_clock=True)
 
 
 def test_with_no_background_sync_the_open_page_sends_the_queue_on_online(
