@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from datetime import date, timedelta
@@ -85,11 +86,9 @@ def test_device_tokens_are_stored_hashed(harness: Harness, setup: dict[str, Any]
     assert values and not any(token in (v.decode("latin-1") if isinstance(v, bytes) else str(v)) for v in values)
 
 
-def test_under_https_the_device_cookie_is_secure(tmp_path: Path, clock: Clock) -> None:
+def test_under_https_the_device_cookie_is_secure(settings: Settings, clock: Clock) -> None:
     base = "https://clinic.example.org"
-    settings = Settings(db_path=tmp_path / "homework.db", data_dir=tmp_path, secret_key="k" * 40, base_url=base,
-                        scheduler=False)
-    with TestClient(create_app(settings, clock=clock), base_url=base) as client:
+    with TestClient(create_app(dataclasses.replace(settings, base_url=base), clock=clock), base_url=base) as client:
         h = Harness(client)
         doc = h.practitioner("doc@clinic.example")
         patient = h.patient(doc)
